@@ -1,0 +1,34 @@
+"""flora-mcp: every FLORA technique as a typed MCP tool.
+
+Importing this package does no work: settings are read, and the SDK is imported, only by the code that needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Settings", "Toolkit", "ToolResult", "__version__"]
+
+if TYPE_CHECKING:
+    from flora_mcp.config import Settings
+    from flora_mcp.results import ToolResult
+    from flora_mcp.toolkit import Toolkit
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy re-exports keep `import flora_mcp` cheap for the CLI and for start-up time.
+    if name == "Toolkit":
+        from flora_mcp.toolkit import Toolkit
+
+        return Toolkit
+    if name == "ToolResult":
+        from flora_mcp.results import ToolResult
+
+        return ToolResult
+    if name == "Settings":
+        from flora_mcp.config import Settings
+
+        return Settings
+    raise AttributeError(f"module 'flora_mcp' has no attribute {name!r}")
