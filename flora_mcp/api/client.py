@@ -1,0 +1,300 @@
+"""FloraClient: every FLORA endpoint flora-mcp uses, over one httpx.AsyncClient per API key."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import anyio
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from flora_mcp import __version__
+from flora_mcp.api.errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseError,
+    APIStatusError,
+    IdempotencyError,
+    error_from_response,
+    map_transport_errors,
+)
+from flora_mcp.api.models import Run, Technique, Workspace
+from flora_mcp.api.retry import RetryPolicy
+
+__all__ = ["MAX_LIST_PAGES", "FloraClient"]
+
+log = logging.getLogger("flora_mcp.api")
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_LIST_PAGES = 10_000
+LIST_PAGE_SIZE = 100
+
+
+class FloraClient:
+    """The FLORA REST API, with retries, error translation and typed answers.
+
+    Args:
+        api_key: the FLORA key, sent only in the Authorization header.
+        base_url: e.g. `https://app.flora.ai/api/v1`.
+        timeout: seconds for one HTTP request.
+        retry: the retry policy.
+        transport: an httpx transport (tests, or a shared connection pool).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url + "/",
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "User-Agent": f"flora-mcp/{__version__}",
+                "Accept": "application/json",
+            },
+            transport=transport,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+
+    async def __aenter__(self) -> FloraClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # Techniques -------------------------------------------------------------------------------------------------
+
+    async def list_techniques_page(
+        self, *, cursor: str | None = None, limit: int = LIST_PAGE_SIZE, query: str | None = None
+    ) -> tuple[list[Technique], str | None]:
+        """One page of the technique list and the cursor of the next page (None at the end)."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        if query:
+            params["query"] = query
+        body = await self._request("GET", "techniques", endpoint="GET /techniques", params=params)
+        items = _list_field(body, "techniques", endpoint="GET /techniques")
+        techniques = [_parse(Technique, item, endpoint="GET /techniques") for item in items]
+        return techniques, _next_cursor(body)
+
+    async def list_techniques(self, *, query: str | None = None, limit: int = LIST_PAGE_SIZE) -> list[Technique]:
+        """Every technique, following the cursor to the end (never round a repeating cursor)."""
+        techniques: list[Technique] = []
+        seen: set[str] = set()
+        cursor: str | None = None
+        for _ in range(MAX_LIST_PAGES):
+            page, cursor = await self.list_techniques_page(cursor=cursor, limit=limit, query=query)
+            techniques.extend(page)
+            if not cursor:
+                return techniques
+            if cursor in seen:
+                log.warning("GET /techniques repeated cursor %r; stopping after %d techniques", cursor, len(techniques))
+                return techniques
+            seen.add(cursor)
+        return techniques
+
+    async def get_technique(self, ref: str) -> Technique:
+        """One technique with its full schema, by slug or technique id."""
+        body = await self._request("GET", f"techniques/{_seg(ref)}", endpoint="GET /techniques/{id}")
+        return _parse(Technique, body, endpoint="GET /techniques/{id}")
+
+    # Runs -------------------------------------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        technique: Technique,
+        inputs: Mapping[str, str],
+        *,
+        idempotency_key: str,
+        workspace_id: str | None = None,
+    ) -> Run:
+        """Start a run. The same `idempotency_key` is sent on every attempt, as header and as body field.
+
+        Raises:
+            IdempotencyError: FLORA already has a run for this key; `after_unknown_outcome` is set when an earlier
+                attempt of this very call may have created it.
+        """
+        types = {io.id: io.type for io in technique.inputs or []}
+        if workspace_id:
+            endpoint = "POST /runs/technique"
+            path = "runs/technique"
+            payload: dict[str, Any] = {
+                "technique_id": technique.technique_id,
+                "workspace_id": workspace_id,
+                "inputs": dict(inputs),
+                "idempotency_key": idempotency_key,
+            }
+        else:
+            endpoint = "POST /techniques/{id}/runs"
+            path = f"techniques/{_seg(technique.ref)}/runs"
+            payload = {
+                "inputs": [{"id": k, "type": types.get(k, "text"), "value": v} for k, v in inputs.items()],
+                "mode": "async",
+                "idempotency_key": idempotency_key,
+            }
+        body = await self._request("POST", path, endpoint=endpoint, json=payload, idempotency_key=idempotency_key)
+        return _parse(Run, body, endpoint=endpoint)
+
+    async def get_run(
+        self, run_id: str, *, technique_ref: str | None = None, poll_url: str | None = None
+    ) -> Run:
+        """The run's current state: from `poll_url` when it is on FLORA's own host, else the retrieve route."""
+        if poll_url and self._same_origin(poll_url):
+            url, endpoint = poll_url, "GET poll_url"
+        elif technique_ref:
+            url, endpoint = f"techniques/{_seg(technique_ref)}/runs/{_seg(run_id)}", "GET /techniques/{id}/runs/{run}"
+        else:
+            url, endpoint = f"runs/{_seg(run_id)}", "GET /runs/{run}"
+        body = await self._request("GET", url, endpoint=endpoint)
+        run = _parse(Run, body, endpoint=endpoint)
+        if run.run_id != run_id:
+            raise APIResponseError(f"{endpoint}: asked for run {run_id}, got {run.run_id}", endpoint=endpoint)
+        return run
+
+    async def list_technique_runs(
+        self, *, technique_id: str | None = None, status: str | None = None, limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Run], str | None]:
+        """Recent runs, newest first, and the next page's cursor."""
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (("technique_id", technique_id), ("status", status), ("cursor", cursor)):
+            if value:
+                params[key] = value
+        endpoint = "GET /technique-runs"
+        body = await self._request("GET", "technique-runs", endpoint=endpoint, params=params)
+        items = _list_field(body, "technique_runs", endpoint=endpoint)
+        return [_parse(Run, item, endpoint=endpoint) for item in items], _next_cursor(body)
+
+    async def list_workspaces(self) -> list[Workspace]:
+        endpoint = "GET /workspaces"
+        body = await self._request("GET", "workspaces", endpoint=endpoint)
+        items = _list_field(body, "workspaces", endpoint=endpoint)
+        return [_parse(Workspace, item, endpoint=endpoint) for item in items]
+
+    # Transport --------------------------------------------------------------------------------------------------
+
+    def _same_origin(self, url: str) -> bool:
+        # The key goes only to FLORA's own host: a poll_url elsewhere is not followed.
+        ours, theirs = urlsplit(self.base_url), urlsplit(url)
+        return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        endpoint: str,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        idempotent = method == "GET" or idempotency_key is not None
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        maybe_created = False
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(method, url, endpoint=endpoint, params=params, json=json, headers=headers)
+            except IdempotencyError as exc:
+                exc.after_unknown_outcome = maybe_created
+                raise
+            except APIError as exc:
+                if idempotency_key and _outcome_unknown(exc):
+                    maybe_created = True
+                if not self.retry.should_retry(exc, attempt=attempt, idempotent=idempotent):
+                    raise
+                wait = self.retry.delay(exc, attempt=attempt)
+                self.retry.log_retry(exc, attempt=attempt, wait=wait)
+                await anyio.sleep(wait)
+                attempt += 1
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        *,
+        endpoint: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+    ) -> Any:
+        with map_transport_errors(endpoint):
+            response = await self._http.request(method, url, params=params, json=json, headers=headers)
+        request_id = response.headers.get("request-id") or response.headers.get("x-request-id")
+        if response.status_code >= 400 or response.status_code < 200:
+            retry_after = self.retry.parse_retry_after(response.headers)
+            raise error_from_response(response, endpoint=endpoint, retry_after=retry_after)
+        if response.status_code >= 300:
+            raise APIResponseError(f"{endpoint}: unexpected redirect (HTTP {response.status_code})",
+                                   endpoint=endpoint, request_id=request_id)
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise APIResponseError(
+                f"{endpoint}: the answer is not JSON "
+                f"(HTTP {response.status_code}, {kind}, {len(response.content)} bytes)",
+                endpoint=endpoint, request_id=request_id,
+            ) from None
+
+
+def _outcome_unknown(exc: APIError) -> bool:
+    if isinstance(exc, APIConnectionError):
+        return exc.maybe_sent
+    if isinstance(exc, APIStatusError):
+        return exc.status_code >= 500
+    return True  # a 2xx we could not read: the run was most likely made
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _parse(model: type[M], body: Any, *, endpoint: str) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3]
+        )
+        raise APIResponseError(f"{endpoint}: unexpected answer ({problems})", endpoint=endpoint) from None
+
+
+def _list_field(body: Any, key: str, *, endpoint: str) -> Sequence[Any]:
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        for name in (key, "data", "items"):
+            value = body.get(name)
+            if isinstance(value, list):
+                return value
+    raise APIResponseError(f"{endpoint}: the answer has no '{key}' list", endpoint=endpoint)
+
+
+def _next_cursor(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    meta = body.get("meta")
+    for source in (meta if isinstance(meta, dict) else {}, body):
+        for name in ("next_cursor", "nextCursor"):
+            value = source.get(name)
+            if isinstance(value, str) and value:
+                return value
+    return None

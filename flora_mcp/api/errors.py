@@ -1,0 +1,243 @@
+"""Every way a FLORA call can fail, as one exception tree.
+
+    FloraError                      anything flora-mcp raises on purpose
+    └── APIError                    a call to FLORA did not give a usable answer (endpoint, request_id)
+        ├── APIConnectionError      no HTTP answer: refused, reset, dropped (`maybe_sent`: did FLORA get the request?)
+        │   └── APITimeoutError     no answer within the per-request timeout
+        ├── APIResponseError        an answer we cannot use: not JSON, a missing field, an unknown status
+        └── APIStatusError          FLORA's error envelope (or a non-2xx without one): status_code, code, fields
+            ├── BadRequestError         400/422 input_validation_error, invalid_json
+            ├── AuthenticationError     401 unauthorized, invalid_api_key
+            ├── InsufficientCreditsError 402 insufficient_credits
+            ├── PermissionDeniedError   403 forbidden
+            ├── NotFoundError           404 not_found
+            ├── IdempotencyError        409 idempotency_duplicate, 422 idempotency_conflict: the run already exists
+            ├── RateLimitError          429 rate_limited (retry_after)
+            └── ServerError             5xx unknown_error, and any status we do not know
+
+`error_from_response` is the one place an HTTP answer becomes an exception; `map_transport_errors` is the one place
+httpx's exceptions do. Decisions are made on FLORA's `error.code`, falling back to the HTTP status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "FloraError",
+    "IdempotencyError",
+    "InsufficientCreditsError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "error_from_response",
+    "map_transport_errors",
+]
+
+
+class FloraError(Exception):
+    """Base class of every error flora-mcp raises on purpose."""
+
+    code: str = "flora_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class APIError(FloraError):
+    """A call to FLORA did not give a usable answer."""
+
+    code = "api_error"
+
+    def __init__(self, message: str, *, endpoint: str = "", request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.request_id = request_id
+
+
+class APIConnectionError(APIError):
+    """No HTTP answer came back. `maybe_sent` is true when FLORA may have received and acted on the request."""
+
+    code = "connection_error"
+
+    def __init__(self, message: str, *, endpoint: str = "", maybe_sent: bool = True) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.maybe_sent = maybe_sent
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer within the per-request timeout."""
+
+    code = "timeout"
+
+
+class APIResponseError(APIError):
+    """FLORA answered, but not in a form we can use (not JSON, a missing field, an unknown status)."""
+
+    code = "malformed_response"
+
+
+class APIStatusError(APIError):
+    """FLORA answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str,
+        endpoint: str = "",
+        request_id: str | None = None,
+        fields: list[dict[str, str]] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, endpoint=endpoint, request_id=request_id)
+        self.status_code = status_code
+        self.code = code
+        self.fields = fields or []
+        self.retry_after = retry_after
+
+
+class BadRequestError(APIStatusError):
+    """The request was refused as invalid (400/422)."""
+
+
+class AuthenticationError(APIStatusError):
+    """The API key is missing, wrong or revoked (401)."""
+
+
+class InsufficientCreditsError(APIStatusError):
+    """The account has too few credits for this run (402)."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """The key may not do this (403)."""
+
+
+class NotFoundError(APIStatusError):
+    """No such technique, run or workspace (404)."""
+
+
+class IdempotencyError(APIStatusError):
+    """The idempotency key was used before: a run for this request already exists (409/422).
+
+    `after_unknown_outcome` is true when an earlier attempt of the same call may have created that run.
+    """
+
+    after_unknown_outcome: bool = False
+
+
+class RateLimitError(APIStatusError):
+    """Too many requests (429); `retry_after` says when to try again."""
+
+
+class ServerError(APIStatusError):
+    """FLORA failed (5xx) or answered a status we do not know."""
+
+
+_CLASS_BY_CODE: dict[str, type[APIStatusError]] = {
+    "input_validation_error": BadRequestError,
+    "invalid_json": BadRequestError,
+    "unauthorized": AuthenticationError,
+    "invalid_api_key": AuthenticationError,
+    "insufficient_credits": InsufficientCreditsError,
+    "forbidden": PermissionDeniedError,
+    "not_found": NotFoundError,
+    "idempotency_duplicate": IdempotencyError,
+    "idempotency_conflict": IdempotencyError,
+    "rate_limited": RateLimitError,
+    "unknown_error": ServerError,
+}
+
+_CODE_BY_STATUS: dict[int, str] = {
+    400: "input_validation_error",
+    401: "unauthorized",
+    402: "insufficient_credits",
+    403: "forbidden",
+    404: "not_found",
+    409: "idempotency_duplicate",
+    422: "input_validation_error",
+    429: "rate_limited",
+}
+
+
+def error_from_response(
+    response: httpx.Response, *, endpoint: str, retry_after: float | None = None
+) -> APIStatusError:
+    """Turn a non-2xx answer into the matching APIStatusError, with or without FLORA's envelope."""
+    request_id = response.headers.get("request-id") or response.headers.get("x-request-id")
+    envelope = _error_envelope(response)
+    if envelope is not None:
+        code = str(envelope.get("code") or _CODE_BY_STATUS.get(response.status_code, "unknown_error"))
+        message = str(envelope.get("message") or f"HTTP {response.status_code}")
+        raw_fields = envelope.get("fields")
+        fields = [
+            {"field": str(f.get("field", "")), "message": str(f.get("message", ""))}
+            for f in (raw_fields if isinstance(raw_fields, list) else [])
+            if isinstance(f, dict)
+        ]
+    else:
+        code = _CODE_BY_STATUS.get(response.status_code, "unknown_error")
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        message = f"HTTP {response.status_code} {response.reason_phrase} without FLORA's error envelope ({kind})"
+        fields = []
+    cls = _CLASS_BY_CODE.get(code)
+    if cls is None:
+        cls = _class_for_status(response.status_code)
+    return cls(
+        message,
+        status_code=response.status_code,
+        code=code,
+        endpoint=endpoint,
+        request_id=request_id,
+        fields=fields,
+        retry_after=retry_after,
+    )
+
+
+def _class_for_status(status: int) -> type[APIStatusError]:
+    code = _CODE_BY_STATUS.get(status)
+    return _CLASS_BY_CODE.get(code, ServerError) if code else ServerError
+
+
+def _error_envelope(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body["error"]  # type: ignore[no-any-return]
+    return None
+
+
+# These happen before the request could have reached FLORA, so a POST that failed this way did nothing.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+@contextmanager
+def map_transport_errors(endpoint: str) -> Iterator[None]:
+    """Translate httpx's transport exceptions into APIConnectionError / APITimeoutError."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        maybe_sent = not isinstance(exc, _NOT_SENT)
+        raise APITimeoutError(f"{endpoint}: no answer in time ({type(exc).__name__})", endpoint=endpoint,
+                              maybe_sent=maybe_sent) from exc
+    except httpx.TransportError as exc:
+        maybe_sent = not isinstance(exc, _NOT_SENT)
+        detail = str(exc) or type(exc).__name__
+        raise APIConnectionError(f"{endpoint}: connection failed ({detail})", endpoint=endpoint,
+                                 maybe_sent=maybe_sent) from exc

@@ -1,0 +1,331 @@
+"""Techniques -> tool definitions: stable names, flat JSON Schemas, descriptions with the price, and validation.
+
+Every client accepts these schemas: `type: object`, one string property per input (an array of strings for inputs
+that allow several values), no `$ref`, no `anyOf`, `additionalProperties: false`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from jsonschema import Draft202012Validator
+
+from flora_mcp.api.client import FloraClient
+from flora_mcp.api.models import Technique, TechniqueIO
+from flora_mcp.results import OUTPUT_SCHEMA, FieldError
+
+__all__ = [
+    "MAX_MULTIPLE_VALUES",
+    "MAX_TOOL_NAME",
+    "Catalog",
+    "TechniqueTool",
+    "format_usd",
+    "load_techniques",
+    "technique_filter",
+    "tool_name_base",
+]
+
+log = logging.getLogger("flora_mcp.catalog")
+
+MAX_TOOL_NAME = 48
+HASH_LEN = 6
+MAX_MULTIPLE_VALUES = 10
+URL_TYPES = frozenset({"imageUrl", "videoUrl", "audioUrl", "documentUrl", "image_url", "video_url", "audio_url",
+                       "document_url"})
+URL_SCHEMES = frozenset({"http", "https", "data"})
+_KIND = {"image": "an image", "video": "a video", "audio": "an audio file", "document": "a document"}
+_INVALID = re.compile(r"[^a-z0-9_-]+")
+
+# Names of the tools flora-mcp adds itself; a technique never takes one of them.
+RESERVED_NAMES = frozenset({
+    "flora_get_run", "flora_list_runs", "flora_spend", "flora_search_techniques", "flora_describe_technique",
+    "flora_run_technique",
+})
+
+
+def format_usd(amount: float | None) -> str:
+    """`$0.05`, `$0.005`, `$1.20`; 'an unknown amount' when FLORA did not say."""
+    if amount is None:
+        return "an unknown amount"
+    text = f"{amount:.4f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"${whole}.{frac.ljust(2, '0')}"
+
+
+def tool_name_base(technique: Technique) -> str:
+    """The name before uniqueness: from the slug, else the name, else the id; `[a-z0-9_-]`, a letter first."""
+    for source in (technique.slug, technique.name, technique.technique_id):
+        if not source:
+            continue
+        name = _INVALID.sub("-", source.strip().lower()).strip("-_")
+        name = re.sub(r"-{2,}", "-", name)
+        if name and not name[0].isalpha():
+            name = f"t-{name}"
+        if name:
+            return name
+    return "technique"
+
+
+def _short_hash(technique: Technique, length: int = HASH_LEN) -> str:
+    return hashlib.sha256(technique.technique_id.encode()).hexdigest()[:length]
+
+
+def _with_suffix(base: str, technique: Technique, length: int = HASH_LEN) -> str:
+    return f"{base[: MAX_TOOL_NAME - length - 1].rstrip('-_')}-{_short_hash(technique, length)}"
+
+
+def assign_names(techniques: Sequence[Technique]) -> dict[str, Technique]:
+    """Unique, stable tool names for these techniques.
+
+    A name too long is cut and given a hash of the technique id; names that collide all get one, except a valid slug
+    used as it is, so adding a technique never renames an existing slug's tool.
+    """
+    bases = {t.technique_id: tool_name_base(t) for t in techniques}
+    counts: dict[str, int] = {}
+    for base in bases.values():
+        counts[base] = counts.get(base, 0) + 1
+    names: dict[str, Technique] = {}
+    # Exact slugs first, so that they keep their plain name on collision.
+    ordered = sorted(techniques, key=lambda t: (bases[t.technique_id] != t.slug, t.technique_id))
+    for technique in ordered:
+        base = bases[technique.technique_id]
+        exact = base == technique.slug and len(base) <= MAX_TOOL_NAME
+        if len(base) > MAX_TOOL_NAME or base in RESERVED_NAMES or (counts[base] > 1 and not exact) or base in names:
+            name = _with_suffix(base, technique)
+        else:
+            name = base
+        length = HASH_LEN
+        while name in names or name in RESERVED_NAMES:
+            length += 2
+            name = _with_suffix(base, technique, length)
+        names[name] = technique
+    return names
+
+
+def technique_filter(spec: str | None) -> Callable[[Technique], bool]:
+    """A predicate from `cctv-*,!*-beta`: included by any positive glob (all when none), then excluded by any `!glob`.
+
+    Globs match the slug, the technique id or the tool name base, case-insensitively.
+    """
+    patterns = [p.strip().lower() for p in (spec or "").split(",") if p.strip()]
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
+
+    def keys(t: Technique) -> list[str]:
+        return [k.lower() for k in (t.slug, t.technique_id, tool_name_base(t)) if k]
+
+    def accept(t: Technique) -> bool:
+        ks = keys(t)
+        if include and not any(fnmatch.fnmatchcase(k, p) for k in ks for p in include):
+            return False
+        return not any(fnmatch.fnmatchcase(k, p) for k in ks for p in exclude)
+
+    return accept
+
+
+def _input_description(io: TechniqueIO) -> str:
+    parts = [io.name if io.name != io.id else io.id]
+    if io.description:
+        parts.append(io.description.rstrip("."))
+    if io.type in URL_TYPES:
+        kind = _KIND.get(io.type.replace("_url", "").replace("Url", ""), "a file")
+        parts.append(f"URL of {kind} (https or data:)")
+        if io.accepts_element:
+            parts.append("or a FLORA element id")
+    if io.specified_aspect_ratio:
+        parts.append(f"required aspect ratio {io.specified_aspect_ratio}")
+    if io.specified_duration is not None:
+        parts.append(f"required duration {io.specified_duration:g} s")
+    if io.allow_multiple:
+        parts.append(f"a list of up to {MAX_MULTIPLE_VALUES} values runs once per value")
+    return ". ".join(parts) + "."
+
+
+def input_property(io: TechniqueIO) -> dict[str, Any]:
+    """The JSON Schema of one input."""
+    item: dict[str, Any] = {"type": "string", "minLength": 1}
+    if io.type in URL_TYPES and not io.accepts_element:
+        item["format"] = "uri"
+    description = _input_description(io)
+    if io.allow_multiple:
+        return {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_MULTIPLE_VALUES,
+                "description": description}
+    return {**item, "description": description}
+
+
+def input_schema(technique: Technique) -> dict[str, Any]:
+    inputs = technique.inputs or []
+    return {
+        "type": "object",
+        "properties": {io.id: input_property(io) for io in inputs},
+        "required": [io.id for io in inputs if not io.optional],
+        "additionalProperties": False,
+    }
+
+
+def tool_description(technique: Technique) -> str:
+    lines = [(technique.description or technique.name or technique.technique_id).strip()]
+    inputs = technique.inputs or []
+    if inputs:
+        lines.append("Inputs:")
+        for io in inputs:
+            need = "optional" if io.optional else "required"
+            lines.append(f"- {io.id} ({need}): {_input_description(io)}")
+    outputs = ", ".join(f"{o.name or o.id} ({o.type})" for o in technique.outputs)
+    if outputs:
+        lines.append(f"Outputs: {outputs}.")
+    lines.append(f"Costs {format_usd(technique.run_cost)} per run.")
+    lines.append("Waits for the run and returns output URLs; a long run returns a run_id for flora_get_run.")
+    return "\n".join(lines)
+
+
+@dataclass
+class TechniqueTool:
+    """One technique as a tool: its name, its MCP definition and its argument validator."""
+
+    name: str
+    technique: Technique
+    definition: dict[str, Any]
+    _validator: Draft202012Validator | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, name: str, technique: Technique) -> TechniqueTool:
+        definition = {
+            "name": name,
+            "title": technique.name or name,
+            "description": tool_description(technique),
+            "inputSchema": input_schema(technique),
+            "outputSchema": OUTPUT_SCHEMA,
+            "annotations": {
+                "title": technique.name or name,
+                "readOnlyHint": False,
+                "destructiveHint": False,
+                "idempotentHint": False,
+                "openWorldHint": True,
+            },
+            "_meta": {"technique_id": technique.technique_id, "slug": technique.slug, "run_cost": technique.run_cost},
+        }
+        return cls(name=name, technique=technique, definition=definition)
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return self.definition["inputSchema"]  # type: ignore[no-any-return]
+
+    def normalize(self, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Arguments as the schema expects them: a lone value for a multiple-value input becomes a list."""
+        args = dict(arguments or {})
+        for io in self.technique.inputs or []:
+            if io.allow_multiple and isinstance(args.get(io.id), str):
+                args[io.id] = [args[io.id]]
+        return args
+
+    def validate(self, arguments: Mapping[str, Any]) -> list[FieldError]:
+        """Every problem with these (normalized) arguments; empty when they may be sent to FLORA."""
+        if self._validator is None:
+            self._validator = Draft202012Validator(self.input_schema)
+        errors = [_field_error(err, self.input_schema) for err in self._validator.iter_errors(arguments)]
+        for io in self.technique.inputs or []:
+            if io.type not in URL_TYPES or io.id not in arguments:
+                continue
+            values = arguments[io.id] if isinstance(arguments[io.id], list) else [arguments[io.id]]
+            for value in values:
+                if isinstance(value, str) and value and not _is_url(value) and not io.accepts_element:
+                    message = f"must be an http(s) or data: URL, got {value!r:.80}"
+                    errors.append(FieldError(field=io.id, message=message))
+        return sorted({(e.field, e.message): e for e in errors}.values(), key=lambda e: e.field)
+
+
+def _is_url(value: str) -> bool:
+    parts = urlsplit(value)
+    if parts.scheme == "data":
+        return True
+    return parts.scheme in URL_SCHEMES and bool(parts.netloc)
+
+
+def _field_error(err: Any, schema: Mapping[str, Any]) -> FieldError:
+    path = ".".join(str(p) for p in err.absolute_path)
+    if err.validator == "required":
+        missing = re.search(r"'([^']+)' is a required property", err.message)
+        name = missing.group(1) if missing else path or "arguments"
+        return FieldError(field=name, message="required input is missing")
+    if err.validator == "additionalProperties":
+        known = ", ".join(sorted(schema.get("properties", {}))) or "none"
+        extra = re.findall(r"'([^']+)'", err.message)
+        name = extra[0] if extra else "arguments"
+        return FieldError(field=name, message=f"unknown input; valid inputs: {known}")
+    if err.validator == "type":
+        return FieldError(field=path or "arguments", message=f"must be of type {err.validator_value}, "
+                          f"got {type(err.instance).__name__}")
+    if err.validator == "minLength":
+        return FieldError(field=path or "arguments", message="must not be empty")
+    return FieldError(field=path or "arguments", message=err.message[:200])
+
+
+@dataclass
+class Catalog:
+    """The techniques the server offers, by tool name."""
+
+    tools: dict[str, TechniqueTool]
+
+    @classmethod
+    def from_techniques(cls, techniques: Iterable[Technique]) -> Catalog:
+        named = assign_names(list(techniques))
+        return cls(tools={name: TechniqueTool.build(name, t) for name, t in sorted(named.items())})
+
+    def __len__(self) -> int:
+        return len(self.tools)
+
+    def get(self, name: str) -> TechniqueTool | None:
+        return self.tools.get(name)
+
+    def find(self, ref: str) -> TechniqueTool | None:
+        """A technique by tool name, slug, technique id or name (case-insensitive)."""
+        if ref in self.tools:
+            return self.tools[ref]
+        wanted = ref.strip().lower()
+        for tool in self.tools.values():
+            t = tool.technique
+            if wanted in {tool.name, (t.slug or "").lower(), t.technique_id.lower(), (t.name or "").lower()}:
+                return tool
+        return None
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [tool.definition for tool in self.tools.values()]
+
+
+async def load_techniques(
+    client: FloraClient,
+    *,
+    query: str | None = None,
+    concurrency: int = 8,
+    accept: Callable[[Technique], bool] | None = None,
+) -> list[Technique]:
+    """Every technique with its full schema: all list pages, then summary items' schemas fetched concurrently."""
+    listed = await client.list_techniques(query=query)
+    if accept is not None:
+        listed = [t for t in listed if accept(t)]
+    limiter = anyio.CapacityLimiter(concurrency)
+    full: dict[int, Technique] = {}
+
+    async def fetch(index: int, summary: Technique) -> None:
+        async with limiter:
+            detail = await client.get_technique(summary.technique_id if not summary.slug else summary.slug)
+        # The list item's slug and name win where the detail leaves them out.
+        update = {k: v for k, v in (("slug", summary.slug), ("name", summary.name)) if v and not getattr(detail, k)}
+        full[index] = detail.model_copy(update=update) if update else detail
+
+    async with anyio.create_task_group() as tg:
+        for index, technique in enumerate(listed):
+            if technique.is_summary:
+                tg.start_soon(fetch, index, technique)
+            else:
+                full[index] = technique
+    return [full[i] for i in range(len(listed))]

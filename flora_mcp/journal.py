@@ -1,0 +1,190 @@
+"""The run journal: every run flora-mcp submits, recorded before the call can return, in SQLite.
+
+A row is written, keyed by the call's idempotency key, before the create request is sent; it gets its run id as soon
+as FLORA answers and its outputs and cost when the run ends. After a crash, a restart or a client that gave up, the run
+is still found by id. Rows belong to an account (a hash of base URL and key): one key never sees another's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Journal", "JournalEntry"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    idempotency_key TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    run_id TEXT,
+    tool TEXT NOT NULL,
+    technique_id TEXT NOT NULL,
+    technique_slug TEXT,
+    technique_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    progress REAL,
+    inputs TEXT NOT NULL,
+    outputs TEXT NOT NULL DEFAULT '[]',
+    charged_cost REAL,
+    run_cost REAL,
+    poll_url TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_id ON runs (account, run_id);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (account, created_at);
+"""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One journal row."""
+
+    idempotency_key: str
+    account: str
+    run_id: str | None
+    tool: str
+    technique_id: str
+    technique_slug: str | None
+    technique_name: str
+    status: str
+    progress: float | None
+    inputs: dict[str, Any]
+    outputs: list[dict[str, Any]]
+    charged_cost: float | None
+    run_cost: float | None
+    poll_url: str | None
+    error_code: str | None
+    error_message: str | None
+    created_at: float
+    updated_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "account"}
+
+
+_UPDATABLE = frozenset({"run_id", "status", "progress", "outputs", "charged_cost", "poll_url", "error_code",
+                        "error_message"})
+
+
+class Journal:
+    """A SQLite run journal (`:memory:` for one that lives as long as the process)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path if path == ":memory:" else str(Path(path).expanduser()),
+                                   check_same_thread=False, isolation_level=None, timeout=10.0)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._locked() as db:
+            if path != ":memory:":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._db
+
+    def close(self) -> None:
+        with self._locked() as db:
+            db.close()
+
+    def record(
+        self,
+        *,
+        idempotency_key: str,
+        account: str,
+        tool: str,
+        technique_id: str,
+        technique_slug: str | None,
+        technique_name: str,
+        inputs: Mapping[str, Any],
+        run_cost: float | None,
+        status: str = "submitting",
+    ) -> None:
+        """Write the row of a run about to be submitted."""
+        now = time.time()
+        with self._locked() as db:
+            db.execute(
+                "INSERT INTO runs (idempotency_key, account, tool, technique_id, technique_slug, technique_name, "
+                "status, inputs, run_cost, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (idempotency_key, account, tool, technique_id, technique_slug, technique_name, status,
+                 json.dumps(dict(inputs)), run_cost, now, now),
+            )
+
+    def update(self, idempotency_key: str, **fields: Any) -> None:
+        """Set some of run_id, status, progress, outputs, charged_cost, poll_url, error_code, error_message."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not journal fields: {sorted(unknown)}")
+        if "outputs" in fields:
+            fields["outputs"] = json.dumps(fields["outputs"])
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._locked() as db:
+            db.execute(f"UPDATE runs SET {assignments}, updated_at = ? WHERE idempotency_key = ?",
+                       (*fields.values(), time.time(), idempotency_key))
+
+    def get(self, account: str, run_id: str) -> JournalEntry | None:
+        with self._locked() as db:
+            row = db.execute("SELECT * FROM runs WHERE account = ? AND run_id = ? ORDER BY created_at DESC LIMIT 1",
+                             (account, run_id)).fetchone()
+        return _entry(row) if row else None
+
+    def get_by_key(self, idempotency_key: str) -> JournalEntry | None:
+        with self._locked() as db:
+            row = db.execute("SELECT * FROM runs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+        return _entry(row) if row else None
+
+    def recent(self, account: str, *, limit: int = 20, status: str | None = None) -> list[JournalEntry]:
+        query = "SELECT * FROM runs WHERE account = ?"
+        params: list[Any] = [account]
+        if status:
+            query += " AND status = ?"
+            params.append(status)
+        query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        params.append(limit)
+        with self._locked() as db:
+            rows = db.execute(query, params).fetchall()
+        return [_entry(row) for row in rows]
+
+    def spend(self, account: str, *, since: float | None = None) -> list[dict[str, Any]]:
+        """Charged cost and run count per technique, largest spend first."""
+        query = ("SELECT technique_name, technique_slug, technique_id, COUNT(*) AS runs, "
+                 "COALESCE(SUM(charged_cost), 0) AS charged FROM runs WHERE account = ? AND run_id IS NOT NULL")
+        params: list[Any] = [account]
+        if since is not None:
+            query += " AND created_at >= ?"
+            params.append(since)
+        query += " GROUP BY technique_id ORDER BY charged DESC, technique_name"
+        with self._locked() as db:
+            rows = db.execute(query, params).fetchall()
+        return [dict(row) for row in rows]
+
+    def count(self, account: str | None = None) -> int:
+        with self._locked() as db:
+            if account is None:
+                return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+            return int(db.execute("SELECT COUNT(*) FROM runs WHERE account = ?", (account,)).fetchone()[0])
+
+
+def _entry(row: sqlite3.Row) -> JournalEntry:
+    data = dict(row)
+    data["inputs"] = json.loads(data["inputs"] or "{}")
+    data["outputs"] = json.loads(data["outputs"] or "[]")
+    return JournalEntry(**data)
+
+
+def entries_as_dicts(entries: Sequence[JournalEntry]) -> list[dict[str, Any]]:
+    return [e.as_dict() for e in entries]

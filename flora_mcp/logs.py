@@ -1,0 +1,55 @@
+"""Logging to stderr only (on stdio, stdout is the protocol), with every secret redacted from every line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+
+__all__ = ["REDACTED", "RedactingFilter", "configure_logging", "redact"]
+
+REDACTED = "[redacted]"
+
+_secrets: set[str] = set()
+
+
+def add_secret(secret: str | None) -> None:
+    """Never let this value reach a log line (API keys, bearer tokens)."""
+    if secret and len(secret) >= 6:
+        _secrets.add(secret)
+
+
+def redact(text: str, secrets: Iterable[str] | None = None) -> str:
+    for secret in secrets if secrets is not None else _secrets:
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces every known secret in a record's message and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _secrets:
+            return True
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send flora-mcp's and the libraries' logs to stderr, redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("flora_mcp").setLevel(level)
+    # httpx logs every request URL at INFO; keep it quiet unless debugging.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

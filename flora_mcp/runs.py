@@ -1,0 +1,332 @@
+"""The run lifecycle: validate, cap the cost, create once, wait with progress, stop in time, resume.
+
+One call makes one idempotency key before anything is sent and records the run in the journal before the create
+request leaves; the key is reused on every retry, and an "already used" answer is met by recovering the existing run,
+never by submitting again under a new key. Waiting stops after `max_wait` seconds with the run id in hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+
+from flora_mcp.api.client import FloraClient
+from flora_mcp.api.errors import APIConnectionError, APIError, APIStatusError, IdempotencyError
+from flora_mcp.api.models import Run, Technique
+from flora_mcp.catalog import MAX_MULTIPLE_VALUES, TechniqueTool, format_usd
+from flora_mcp.config import Settings
+from flora_mcp.journal import Journal, JournalEntry
+from flora_mcp.outcomes import cost_refusal, from_error, from_run, invalid
+from flora_mcp.polling import PollScheduler
+from flora_mcp.results import OutputFile, ToolResult
+
+__all__ = ["ProgressCallback", "RunManager", "account_id"]
+
+log = logging.getLogger("flora_mcp.runs")
+
+ProgressCallback = Callable[[float, str], Awaitable[None]]
+"""Called with progress 0-100 (strictly rising) and a message, while a call waits."""
+
+HEARTBEAT = 5.0
+RECOVERY_WINDOW = 600.0
+RECOVERY_PAGE = 50
+
+
+def account_id(base_url: str, api_key: str) -> str:
+    """Whose runs these are: a hash of base URL and key, never the key itself."""
+    return hashlib.sha256(f"{base_url}\0{api_key}".encode()).hexdigest()[:16]
+
+
+class _Progress:
+    """Forwards progress to the caller, strictly rising as MCP requires, at least every HEARTBEAT seconds."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self._callback = callback
+        self._last = -1.0
+
+    async def report(self, percent: float | None, message: str) -> None:
+        if self._callback is None:
+            return
+        value = min(max(percent or 0.0, self._last + 0.01, 0.0), 100.0)
+        if value <= self._last:
+            return
+        self._last = value
+        await self._callback(round(value, 2), message)
+
+
+class RunManager:
+    """Runs techniques for one FLORA account and keeps what the session has spent."""
+
+    def __init__(self, client: FloraClient, journal: Journal, settings: Settings, *, account: str) -> None:
+        self.client = client
+        self.journal = journal
+        self.settings = settings
+        self.account = account
+        self.session_spend = 0.0
+        self._reserved = 0.0
+
+    # A technique call --------------------------------------------------------------------------------------------
+
+    async def run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
+                       *, progress: ProgressCallback | None = None) -> ToolResult:
+        """Validate, cap, submit and wait for one technique call (one run per value of a multiple input)."""
+        technique = tool.technique
+        args = tool.normalize(arguments)
+        problems = tool.validate(args)
+        if problems:
+            count = len(problems)
+            return invalid(tool.name, technique, f"{count} invalid argument{'s' * (count != 1)}: "
+                           + ", ".join(p.field for p in problems), problems)
+        combos = _expand(args)
+        if len(combos) > MAX_MULTIPLE_VALUES:
+            return invalid(tool.name, technique, f"{len(combos)} runs requested; at most {MAX_MULTIPLE_VALUES} "
+                           "per call")
+        price = None if technique.run_cost is None else technique.run_cost * len(combos)
+        refusal = self._check_cost(tool.name, technique, price)
+        if refusal is not None:
+            return refusal
+        reserved = price or 0.0
+        self._reserved += reserved
+        try:
+            if len(combos) == 1:
+                result = await self._run_one(tool, combos[0], _Progress(progress))
+            else:
+                result = await self._run_many(tool, combos, progress)
+        finally:
+            self._reserved -= reserved
+        result.session_spend = round(self.session_spend, 6)
+        return result
+
+    def _check_cost(self, tool: str, technique: Technique, price: float | None) -> ToolResult | None:
+        cap, budget = self.settings.max_cost_per_call, self.settings.session_budget
+        remaining = None if budget is None else max(budget - self.session_spend - self._reserved, 0.0)
+        if cap is not None and (price is None or price > cap + 1e-9):
+            return cost_refusal(tool, technique, price=price, cap_name="FLORA_MAX_COST_PER_CALL", cap=cap,
+                                remaining=remaining)
+        if budget is not None and remaining is not None and (price is None or price > remaining + 1e-9):
+            return cost_refusal(tool, technique, price=price, cap_name="FLORA_SESSION_BUDGET", cap=budget,
+                                remaining=remaining)
+        return None
+
+    async def _run_many(self, tool: TechniqueTool, combos: list[dict[str, str]],
+                        progress: ProgressCallback | None) -> ToolResult:
+        results: list[ToolResult | None] = [None] * len(combos)
+        shares = [0.0] * len(combos)
+        overall = _Progress(progress)
+
+        async def one(index: int, inputs: dict[str, str]) -> None:
+            async def share(percent: float, message: str) -> None:
+                shares[index] = percent
+                await overall.report(sum(shares) / len(shares), f"{len(combos)} runs: {message}")
+
+            results[index] = await self._run_one(tool, inputs, _Progress(share))
+
+        async with anyio.create_task_group() as tg:
+            for index, inputs in enumerate(combos):
+                tg.start_soon(one, index, inputs)
+        done = [r for r in results if r is not None]
+        statuses = {r.status for r in done}
+        order = ["invalid", "error", "failed", "timed_out", "running", "pending", "completed"]
+        status = next(s for s in order if s in statuses)
+        costs = [r.charged_cost for r in done if r.charged_cost is not None]
+        pending = [r.run_id for r in done if r.status in ("running", "pending") and r.run_id]
+        return ToolResult(
+            tool=tool.name, status=status,
+            technique=done[0].technique,
+            outputs=[OutputFile(**o.model_dump()) for r in done for o in r.outputs],
+            charged_cost=round(sum(costs), 6) if costs else None,
+            runs=done,
+            error_code=next((r.error_code for r in done if r.error_code), None),
+            error_message=next((r.error_message for r in done if r.error_message), None),
+            next_step=(f"{len(pending)} run(s) still going: call flora_get_run with each run_id: {', '.join(pending)}."
+                       if pending else None),
+        )
+
+    async def _run_one(self, tool: TechniqueTool, inputs: dict[str, str], progress: _Progress) -> ToolResult:
+        technique = tool.technique
+        key = f"flora-mcp-{uuid.uuid4().hex}"
+        self.journal.record(idempotency_key=key, account=self.account, tool=tool.name,
+                            technique_id=technique.technique_id, technique_slug=technique.slug,
+                            technique_name=technique.name, inputs=inputs, run_cost=technique.run_cost)
+        started = time.time()
+        await progress.report(0.0, "submitting")
+        run: Run | None = None
+        failure: ToolResult | None = None
+        # Shielded: once the request may be out, the client giving up must not cost us the run id.
+        with anyio.CancelScope(shield=True):
+            try:
+                run = await self.client.create_run(technique, inputs, idempotency_key=key,
+                                                   workspace_id=self.settings.workspace_id)
+            except IdempotencyError as exc:
+                run, failure = await self._recover(tool, key, started, exc)
+            except APIError as exc:
+                unknown = isinstance(exc, APIConnectionError) and exc.maybe_sent or (
+                    isinstance(exc, APIStatusError) and exc.status_code >= 500) or exc.code == "malformed_response"
+                self.journal.update(key, status="unknown" if unknown else "error", error_code=exc.code,
+                                    error_message=exc.message)
+                failure = from_error(tool.name, exc, technique, submitted=unknown)
+            if run is not None:
+                self.journal.update(key, run_id=run.run_id, status=run.status, poll_url=run.poll_url,
+                                    progress=run.progress)
+                self._charge(key, run)
+        if failure is not None or run is None:
+            return failure or invalid(tool.name, technique, "no run", code="internal_error")
+        log.info("run %s of %s submitted", run.run_id, tool.name)
+        return await self._wait(tool.name, technique, run, key, progress, started=started,
+                                max_wait=self.settings.max_wait)
+
+    async def _recover(self, tool: TechniqueTool, key: str, started: float,
+                       exc: IdempotencyError) -> tuple[Run | None, ToolResult | None]:
+        """FLORA says this call's key was used: find the run it made, or say plainly that we cannot."""
+        technique = tool.technique
+        log.warning("create for %s answered %s; recovering the existing run", tool.name, exc.code)
+        try:
+            found = await self._find_submitted_run(technique, key, started)
+        except APIError as lookup:
+            log.warning("recovery lookup failed: %s", lookup.message)
+            found = None
+        if found is not None:
+            return found, None
+        self.journal.update(key, status="unknown", error_code=exc.code, error_message=exc.message)
+        result = from_error(tool.name, exc, technique)
+        result.error_code = "already_submitted"
+        result.error_message = ("FLORA already has a run for this call (it answered "
+                                f"{exc.code}), and its run id could not be recovered.")
+        result.next_step = ("Do not call the tool again: the run was submitted and is charged. Find it with "
+                            "flora_list_runs or in the FLORA app, then use flora_get_run with its run_id.")
+        return None, result
+
+    async def _find_submitted_run(self, technique: Technique, key: str, started: float) -> Run | None:
+        runs, _ = await self.client.list_technique_runs(technique_id=technique.technique_id, limit=RECOVERY_PAGE)
+        known = {e.run_id for e in self.journal.recent(self.account, limit=500) if e.run_id}
+        by_key = [r for r in runs if (r.model_extra or {}).get("idempotency_key") == key]
+        if by_key:
+            return by_key[0]
+        candidates = [r for r in runs if r.run_id not in known and _created_near(r.created_at, started)]
+        if len(candidates) == 1:
+            return candidates[0]
+        log.warning("%d candidate runs for the lost create; not guessing", len(candidates))
+        return None
+
+    def _charge(self, key: str, run: Run) -> None:
+        entry = self.journal.get_by_key(key)
+        already = entry.charged_cost if entry else None
+        if run.charged_cost is not None and already is None:
+            self.session_spend += run.charged_cost
+            self.journal.update(key, charged_cost=run.charged_cost)
+        elif run.charged_cost is not None and already is not None and run.charged_cost != already:
+            self.session_spend += run.charged_cost - already
+            self.journal.update(key, charged_cost=run.charged_cost)
+
+    # Waiting ---------------------------------------------------------------------------------------------------
+
+    async def _wait(self, tool: str, technique: Technique | None, run: Run, key: str | None, progress: _Progress,
+                    *, started: float, max_wait: float) -> ToolResult:
+        scheduler = PollScheduler(min_interval=self.settings.poll_interval)
+        ref = technique.ref if technique else None
+        poll_url = run.poll_url
+        await progress.report(run.progress, run.status)
+        if run.is_terminal:
+            return self._finish(tool, technique, run, key)
+        scheduler.observe(anyio.current_time(), run.progress)
+        delay = scheduler.first_delay(run.estimated_seconds)
+        with anyio.move_on_after(max_wait):
+            while True:
+                await self._sleep_with_heartbeat(delay, progress, run)
+                try:
+                    run = await self.client.get_run(run.run_id, technique_ref=ref, poll_url=poll_url)
+                except APIError as exc:
+                    return from_error(tool, exc, technique, run_id=run.run_id)
+                poll_url = run.poll_url or poll_url
+                scheduler.observe(anyio.current_time(), run.progress)
+                if key:
+                    self.journal.update(key, status=run.status, progress=run.progress)
+                await progress.report(run.progress, run.status)
+                if run.is_terminal:
+                    return self._finish(tool, technique, run, key)
+                if time.time() - started >= self.settings.run_timeout:
+                    return from_run(tool, run, technique, timed_out=True)
+                delay = scheduler.next_delay()
+        return from_run(tool, run, technique)
+
+    async def _sleep_with_heartbeat(self, delay: float, progress: _Progress, run: Run) -> None:
+        while delay > 0:
+            step = min(delay, HEARTBEAT)
+            await anyio.sleep(step)
+            delay -= step
+            if delay > 0:
+                await progress.report(run.progress, f"{run.status} (waiting)")
+
+    def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None) -> ToolResult:
+        if key:
+            self.journal.update(key, status=run.status, progress=run.progress,
+                                outputs=[o.model_dump() for o in run.outputs],
+                                error_code=run.error_code, error_message=run.error_message)
+            self._charge(key, run)
+        return from_run(tool, run, technique)
+
+    # Resuming -------------------------------------------------------------------------------------------------
+
+    async def resume(self, run_id: str, *, wait_seconds: float | None = None,
+                     technique_for: Callable[[str | None], Technique | None] = lambda _: None,
+                     progress: ProgressCallback | None = None, tool: str = "flora_get_run") -> ToolResult:
+        """Pick a run up again by id, from the journal when it knows the run, else from FLORA alone."""
+        entry = self.journal.get(self.account, run_id)
+        technique = technique_for(entry.technique_id if entry else None)
+        if technique is None and entry is not None:
+            technique = Technique(technique_id=entry.technique_id, slug=entry.technique_slug,
+                                  name=entry.technique_name, inputs=[])
+        try:
+            run = await self.client.get_run(run_id, technique_ref=technique.ref if technique else None,
+                                            poll_url=entry.poll_url if entry else None)
+        except APIError as exc:
+            return from_error(tool, exc, technique)
+        if technique is None:
+            technique = technique_for(run.technique_id)
+        key = entry.idempotency_key if entry else None
+        if key:
+            self.journal.update(key, status=run.status, progress=run.progress)
+        wait = self.settings.max_wait if wait_seconds is None else min(max(wait_seconds, 0.0), self.settings.max_wait)
+        reporter = _Progress(progress)
+        if run.is_terminal or wait <= 0:
+            result = self._finish(tool, technique, run, key) if run.is_terminal else from_run(tool, run, technique)
+            await reporter.report(run.progress, run.status)
+        else:
+            started = entry.created_at if entry else time.time()
+            result = await self._wait(tool, technique, run, key, reporter, started=started, max_wait=wait)
+        result.session_spend = round(self.session_spend, 6)
+        return result
+
+    def recent(self, limit: int = 20, status: str | None = None) -> list[JournalEntry]:
+        return self.journal.recent(self.account, limit=limit, status=status)
+
+    def spend(self) -> dict[str, Any]:
+        rows = self.journal.spend(self.account)
+        return {"session_spend": round(self.session_spend, 6),
+                "total_charged": round(sum(r["charged"] for r in rows), 6),
+                "by_technique": rows,
+                "caps": {"max_cost_per_call": self.settings.max_cost_per_call,
+                         "session_budget": self.settings.session_budget},
+                "summary": f"This session spent {format_usd(self.session_spend)}."}
+
+
+def _expand(args: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One input map per run: the product of every multiple-value input's values."""
+    keys = list(args)
+    values = [args[k] if isinstance(args[k], list) else [args[k]] for k in keys]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def _created_near(created_at: float | None, started: float) -> bool:
+    if created_at is None:
+        return True
+    # FLORA's timestamp unit is undocumented: milliseconds or seconds since the epoch, judged by magnitude.
+    seconds = created_at / 1000.0 if created_at > 1e11 else created_at
+    return started - RECOVERY_WINDOW <= seconds <= time.time() + RECOVERY_WINDOW

@@ -1,0 +1,109 @@
+"""MCP wiring: tools/list, tools/call with progress, and runs as resources, on top of a Toolkit.
+
+The server holds no FLORA logic of its own: every answer comes from `Toolkit`, so an MCP client and a library user get
+the same results. `resolve` picks the toolkit of a request: one for stdio, one per user's key in hosted mode.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import mcp.types as types
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+
+from flora_mcp import __version__
+from flora_mcp.toolkit import Toolkit
+
+__all__ = ["INSTRUCTIONS", "ToolkitResolver", "create_server"]
+
+log = logging.getLogger("flora_mcp.server")
+
+ToolkitResolver = Callable[[ServerRequestContext[Any]], Awaitable[Toolkit]]
+
+INSTRUCTIONS = (
+    "Each FLORA technique is a tool: call it once with its inputs (URLs for media) and it waits for the run and "
+    "returns the output URLs and the cost. Runs are paid. If a result says status running, call flora_get_run with "
+    "its run_id instead of calling the technique again."
+)
+RUN_URI = "flora://runs/{run_id}"
+SPEND_URI = "flora://spend"
+
+
+def create_server(resolve: ToolkitResolver) -> Server[Any]:
+    """The MCP server for the toolkit(s) that `resolve` hands out."""
+    tool_cache: dict[int, tuple[object, list[types.Tool]]] = {}
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+                         ) -> types.ListToolsResult:
+        toolkit = await resolve(ctx)
+        catalog = await toolkit.wait_for_catalog()
+        cached = tool_cache.get(id(toolkit))
+        if cached is None or cached[0] is not catalog:
+            cached = (catalog, [types.Tool.model_validate(d) for d in toolkit.tool_definitions()])
+            tool_cache[id(toolkit)] = cached
+        return types.ListToolsResult(tools=cached[1])
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        try:
+            toolkit = await resolve(ctx)
+        except Exception as exc:
+            log.exception("no toolkit for this request")
+            return types.CallToolResult(content=[types.TextContent(text=f"flora-mcp is not ready: {exc}")],
+                                        is_error=True)
+
+        async def progress(percent: float, message: str) -> None:
+            await ctx.session.report_progress(percent, 100.0, message)
+
+        result = await toolkit.call(params.name, params.arguments or {}, progress=progress)
+        return result.to_call_tool_result()
+
+    async def list_resources(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+                             ) -> types.ListResourcesResult:
+        toolkit = await resolve(ctx)
+        resources = [types.Resource(name="spend", title="FLORA spend", uri=SPEND_URI, mime_type="application/json",
+                                    description="Spend per technique and this session's total.")]
+        for entry in toolkit.runs.recent(limit=50):
+            if entry.run_id:
+                resources.append(types.Resource(
+                    name=entry.run_id, title=f"{entry.technique_name} run ({entry.status})",
+                    uri=RUN_URI.format(run_id=entry.run_id), mime_type="application/json"))
+        return types.ListResourcesResult(resources=resources)
+
+    async def list_templates(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+                             ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(resource_templates=[types.ResourceTemplate(
+            name="run", title="FLORA run", uri_template=RUN_URI, mime_type="application/json",
+            description="A run flora-mcp submitted: status, inputs, outputs, cost.")])
+
+    async def read_resource(ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+                            ) -> types.ReadResourceResult:
+        toolkit = await resolve(ctx)
+        uri = str(params.uri)
+        if uri == SPEND_URI:
+            body: Any = toolkit.runs.spend()
+        elif uri.startswith("flora://runs/"):
+            run_id = uri.removeprefix("flora://runs/")
+            entry = toolkit.journal.get(toolkit.account, run_id)
+            if entry is None:
+                raise ValueError(f"no run {run_id} in this server's journal")
+            body = entry.as_dict()
+        else:
+            raise ValueError(f"unknown resource {uri}")
+        return types.ReadResourceResult(contents=[types.TextResourceContents(
+            uri=uri, mime_type="application/json", text=json.dumps(body, indent=2))])
+
+    return Server(
+        "flora-mcp",
+        version=__version__,
+        title="FLORA",
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_templates,
+        on_read_resource=read_resource,
+    )

@@ -1,0 +1,233 @@
+"""Toolkit: FLORA techniques as tools, in one import, for MCP servers and LLM tool-calling pipelines alike.
+
+    async with Toolkit(Settings(api_key="sk_live_...")) as toolkit:
+        tools = toolkit.tool_definitions()                      # MCP-shaped; see flora_mcp.export for others
+        result = await toolkit.call("cctv-cam", {"input_image": "https://..."})
+        print(result.status, [o.url for o in result.outputs], result.charged_cost)
+
+The MCP server is built on this class: what a pipeline gets here is exactly what an MCP client gets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+
+from flora_mcp import builtin_tools as bt
+from flora_mcp.api.client import FloraClient
+from flora_mcp.api.errors import FloraError
+from flora_mcp.api.retry import RetryPolicy
+from flora_mcp.catalog import Catalog, format_usd, load_techniques, technique_filter
+from flora_mcp.config import Settings
+from flora_mcp.journal import Journal
+from flora_mcp.logs import add_secret
+from flora_mcp.outcomes import invalid
+from flora_mcp.results import ToolResult
+from flora_mcp.runs import ProgressCallback, RunManager, account_id
+
+__all__ = ["COMPACT_THRESHOLD", "ConfigurationError", "Toolkit"]
+
+log = logging.getLogger("flora_mcp.toolkit")
+
+COMPACT_THRESHOLD = 40
+
+
+class ConfigurationError(FloraError):
+    """The settings cannot work (no API key, say)."""
+
+    code = "configuration_error"
+
+
+class Toolkit:
+    """FLORA techniques as callable tools, with validation, retries, waiting limits, cost caps and a run journal.
+
+    Args:
+        settings: where FLORA is, the key, and every limit; defaults to `Settings()` (the environment).
+        journal: a run journal to share (hosted mode shares one among users); by default one at
+            `settings.journal_path()`, closed with the toolkit.
+        client: a ready FloraClient (tests, connection sharing); by default one is made from the settings.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, journal: Journal | None = None,
+                 client: FloraClient | None = None) -> None:
+        self.settings = settings or Settings()
+        key = self.settings.api_key_value()
+        if not key and client is None:
+            raise ConfigurationError("FLORA_API_KEY is not set: get a key in FLORA (Settings > API), or use --sandbox.")
+        add_secret(key)
+        self._own_client = client is None
+        self.client = client or FloraClient(
+            api_key=key or "", base_url=self.settings.base_url, timeout=self.settings.request_timeout,
+            retry=RetryPolicy(max_retries=self.settings.max_retries),
+        )
+        self._own_journal = journal is None
+        self.journal = journal or Journal(self.settings.journal_path())
+        self.account = account_id(self.settings.base_url, key or "")
+        self.runs = RunManager(self.client, self.journal, self.settings, account=self.account)
+        self._catalog: Catalog | None = None
+        self._catalog_ready = anyio.Event()
+        self._catalog_error: BaseException | None = None
+
+    async def __aenter__(self) -> Toolkit:
+        try:
+            await self.load_catalog()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and the journal this toolkit made."""
+        if self._own_client:
+            await self.client.aclose()
+        if self._own_journal:
+            self.journal.close()
+
+    # The catalog -------------------------------------------------------------------------------------------------
+
+    async def load_catalog(self) -> Catalog:
+        """List every technique (all pages, summary items' schemas fetched concurrently) and build the tools."""
+        try:
+            techniques = await load_techniques(
+                self.client, query=self.settings.query, concurrency=self.settings.catalog_concurrency,
+                accept=technique_filter(self.settings.techniques),
+            )
+        except BaseException as exc:
+            self._catalog_error = exc
+            self._catalog_ready.set()
+            raise
+        self.set_catalog(Catalog.from_techniques(techniques))
+        return self.catalog
+
+    def set_catalog(self, catalog: Catalog) -> None:
+        """Use this catalog from now on (a cached one at start-up, a refreshed one later)."""
+        self._catalog = catalog
+        self._catalog_error = None
+        self._catalog_ready.set()
+
+    async def wait_for_catalog(self) -> Catalog:
+        """The catalog, waiting for it to load if it is loading."""
+        await self._catalog_ready.wait()
+        if self._catalog is None:
+            raise FloraError(f"the technique catalog could not be loaded: {self._catalog_error}")
+        return self._catalog
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            raise FloraError("the technique catalog is not loaded yet")
+        return self._catalog
+
+    @property
+    def compact(self) -> bool:
+        """Whether tools are offered as the compact trio rather than one tool per technique."""
+        mode = self.settings.tools_mode
+        return mode == "compact" or (mode == "auto" and len(self.catalog) > COMPACT_THRESHOLD)
+
+    def tool_definitions(self) -> list[dict[str, Any]]:
+        """Every tool as an MCP-shaped dict (name, title, description, inputSchema, outputSchema, ...)."""
+        if self.compact:
+            return bt.compact_tools() + bt.run_tools(self.settings.max_wait, full_schemas=False)
+        return self.catalog.definitions() + bt.run_tools(self.settings.max_wait)
+
+    def export_tools(self, fmt: str) -> list[dict[str, Any]]:
+        """Tool definitions in the shape one LLM API expects: mcp, anthropic, openai or gemini."""
+        from flora_mcp.export import export_tools
+
+        return export_tools(self.tool_definitions(), fmt)
+
+    # Calls -------------------------------------------------------------------------------------------------------
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | None = None, *,
+                   progress: ProgressCallback | None = None) -> ToolResult:
+        """Execute one tool call; never raises for a failed call: the result says what went wrong.
+
+        Args:
+            name: a tool name from `tool_definitions()`.
+            arguments: the tool's arguments.
+            progress: awaited with (percent 0-100, message) while the call waits for its run.
+
+        Returns:
+            The ToolResult: status, run id, outputs, cost, error and next step.
+        """
+        try:
+            return await self._dispatch(name, dict(arguments or {}), progress)
+        except FloraError as exc:
+            return invalid(name, None, exc.message, code=exc.code, next_step="Try again later.")
+        except Exception:
+            log.exception("tool %s failed unexpectedly", name)
+            return invalid(name, None, "flora-mcp failed unexpectedly; the details are in its log.",
+                           code="internal_error", next_step="Try again; report the problem if it persists.")
+
+    async def _dispatch(self, name: str, args: dict[str, Any], progress: ProgressCallback | None) -> ToolResult:
+        catalog = await self.wait_for_catalog()
+        if name in bt.RUN_TOOLS:
+            return await self._run_tool(name, args, progress)
+        if name in bt.COMPACT_TOOLS:
+            return await self._compact_tool(name, args, progress)
+        tool = catalog.get(name)
+        if tool is None:
+            return invalid(name, None, f"There is no tool named {name!r}.", code="unknown_tool",
+                           next_step="List the tools again; the catalog may have changed.")
+        return await self.runs.run_tool(tool, args, progress=progress)
+
+    async def _run_tool(self, name: str, args: dict[str, Any], progress: ProgressCallback | None) -> ToolResult:
+        if name == bt.GET_RUN:
+            run_id = args.get("run_id")
+            wait = args.get("wait_seconds")
+            if not isinstance(run_id, str) or not run_id.strip():
+                return invalid(name, None, "run_id is required.", code="invalid_arguments")
+            if wait is not None and (not isinstance(wait, int | float) or isinstance(wait, bool) or wait < 0):
+                return invalid(name, None, "wait_seconds must be a number >= 0.", code="invalid_arguments")
+            return await self.runs.resume(run_id.strip(), wait_seconds=wait, technique_for=self._technique_by_id,
+                                          progress=progress, tool=name)
+        if name == bt.LIST_RUNS:
+            limit = args.get("limit", 20)
+            limit = min(max(int(limit), 1), 100) if isinstance(limit, int | float) else 20
+            entries = self.runs.recent(limit=limit, status=args.get("status"))
+            rows = [{k: v for k, v in e.as_dict().items() if k not in ("inputs",)} for e in entries]
+            return ToolResult(tool=name, status="completed", data={"runs": rows, "count": len(rows)},
+                              session_spend=round(self.runs.session_spend, 6))
+        spend = self.runs.spend()
+        return ToolResult(tool=name, status="completed", data=spend, session_spend=spend["session_spend"])
+
+    def _technique_by_id(self, technique_id: str | None) -> Any:
+        if technique_id is None or self._catalog is None:
+            return None
+        tool = self._catalog.find(technique_id)
+        return tool.technique if tool else None
+
+    async def _compact_tool(self, name: str, args: dict[str, Any], progress: ProgressCallback | None) -> ToolResult:
+        if name == bt.SEARCH:
+            query = str(args.get("query") or "").lower()
+            words = query.split()
+            found = []
+            for tool in self.catalog.tools.values():
+                t = tool.technique
+                hay = " ".join(filter(None, [tool.name, t.slug, t.name, t.description])).lower()
+                if all(w in hay for w in words):
+                    shape = ", ".join(f"{i.id}{'?' if i.optional else ''}:{i.type}" for i in t.inputs or [])
+                    found.append(f"{tool.name}: {t.name} ({shape}) {format_usd(t.run_cost)}")
+            return ToolResult(tool=name, status="completed",
+                              data={"count": len(found), "techniques": found[:50]})
+        ref = str(args.get("technique") or "")
+        found_tool = self.catalog.find(ref)
+        if found_tool is None:
+            return invalid(name, None, f"No technique matches {ref!r}.", code="unknown_technique",
+                           next_step="Use flora_search_techniques to find one.")
+        if name == bt.DESCRIBE:
+            d = found_tool.definition
+            return ToolResult(tool=name, status="completed", data={
+                "technique": found_tool.name, "title": d["title"], "description": d["description"],
+                "inputSchema": d["inputSchema"], "run_cost": found_tool.technique.run_cost})
+        inputs = args.get("inputs")
+        if not isinstance(inputs, dict):
+            return invalid(name, found_tool.technique, "inputs must be an object of {input_id: value}.")
+        result = await self.runs.run_tool(found_tool, inputs, progress=progress)
+        return result.model_copy(update={"tool": name})
