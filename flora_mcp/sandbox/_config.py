@@ -1,0 +1,61 @@
+"""Configuration of the sandbox: API keys with their accounts, run timing, paging, limits.
+
+Everything here is plain data; `SandboxState` copies the values that tests may change while the sandbox runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["DEFAULT_SANDBOX_KEY", "Account", "SandboxConfig"]
+
+DEFAULT_SANDBOX_KEY = "sk_sandbox_local"
+
+
+@dataclass
+class Account:
+    """What one API key may do: its credit balance, its visible techniques and its workspace."""
+
+    credits: float | None = None
+    """Balance in USD; None means unlimited."""
+    techniques: list[str] | None = None
+    """Slugs or technique ids this key may see and run; None means all."""
+    workspace_id: str = "ws_sandbox"
+    workspace_name: str = "Sandbox Workspace"
+
+
+def _default_keys() -> dict[str, Account]:
+    return {DEFAULT_SANDBOX_KEY: Account()}
+
+
+@dataclass
+class SandboxConfig:
+    """How a sandbox behaves; defaults suit fast tests (no delay, no limits, small pages)."""
+
+    keys: dict[str, Account] = field(default_factory=_default_keys)
+    host: str = "127.0.0.1"
+    port: int = 0
+    run_delay: float = 0.0
+    """Seconds every run waits (with rising progress) on top of its real work."""
+    technique_delays: dict[str, float] = field(default_factory=dict)
+    """Per-technique override of `run_delay`, keyed by slug or technique id."""
+    page_size: int = 3
+    max_page_size: int = 100
+    runs_page_size: int = 20
+    rate_limit: float | None = None
+    """Requests per second per API key; None turns rate limiting off."""
+    idempotency_window: float = 2 * 60 * 60
+    enable_control: bool = False
+    """Mount the `/_sandbox/...` control routes (fault injection over HTTP, request log)."""
+    latency: float = 0.0
+    """Seconds added to every request, for benchmarks."""
+    extra_techniques: int = 0
+    """Cheap synthetic techniques (`synthetic-0001`, ...) added to the catalog."""
+    fetch_max_bytes: int = 10 * 1024 * 1024
+    fetch_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("SandboxConfig.keys needs at least one API key")
+        if self.page_size < 1 or self.max_page_size < self.page_size:
+            raise ValueError("page_size must be >= 1 and <= max_page_size")

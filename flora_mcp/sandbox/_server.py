@@ -1,0 +1,152 @@
+"""`serve_sandbox`: run a sandbox with uvicorn on loopback inside the caller's event loop, and the `Sandbox` handle.
+
+It installs no signal handlers and writes nothing to stdout, so a stdio MCP server can embed it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+
+from flora_mcp.sandbox._app import create_app
+from flora_mcp.sandbox._config import SandboxConfig
+from flora_mcp.sandbox._faults import Faults, RecordedRequest
+from flora_mcp.sandbox._middleware import install_drop_log_filter
+from flora_mcp.sandbox._runs import Run
+from flora_mcp.sandbox._samples import SAMPLE_NAMES
+from flora_mcp.sandbox._state import SandboxState
+
+__all__ = ["Sandbox", "serve_sandbox"]
+
+STARTUP_TIMEOUT = 15.0
+SHUTDOWN_TIMEOUT = 5.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its host."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox: where it listens, its key, its state, and the test instruments."""
+
+    config: SandboxConfig
+    state: SandboxState
+    app: Starlette
+    origin: str
+    """`http://127.0.0.1:PORT`"""
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT/api/v1`"""
+        return f"{self.origin}/api/v1"
+
+    @property
+    def api_key(self) -> str:
+        """The first configured API key."""
+        return next(iter(self.config.keys))
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self.state.requests
+
+    def requests_for(self, route: str) -> list[RecordedRequest]:
+        """The recorded requests of one route name, in order."""
+        return [record for record in self.state.requests if record.route == route]
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every run created, oldest first, whatever its key."""
+        return list(self.state.runs.values())
+
+    @property
+    def faults(self) -> Faults:
+        return self.state.faults
+
+    def sample_url(self, name: str) -> str:
+        """The URL of a start-up sample image: street.png, portrait.png or logo.png."""
+        if name not in SAMPLE_NAMES:
+            raise ValueError(f"no sample {name!r}; samples are {', '.join(SAMPLE_NAMES)}")
+        return f"{self.origin}/files/samples/{name}"
+
+    def credits(self, api_key: str | None = None) -> float | None:
+        """The remaining balance of a key (the first key by default); None when unlimited."""
+        return self.state.credits[api_key or self.api_key]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@asynccontextmanager
+async def serve_sandbox(config: SandboxConfig | None = None) -> AsyncIterator[Sandbox]:
+    """Serve a sandbox on loopback for the duration of the `async with` block.
+
+    Args:
+        config: how the sandbox behaves; `SandboxConfig()` when None (port 0 picks a free port).
+
+    Returns:
+        An async context manager yielding the running `Sandbox`.
+    """
+    config = config or SandboxConfig()
+    app = create_app(config)
+    sock = _bind(config.host, config.port)
+    port = sock.getsockname()[1]
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    server = _EmbeddedServer(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            http="h11",
+            ws="none",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    install_drop_log_filter()
+    stopped = anyio.Event()
+
+    async def run_server() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            sock.close()
+            stopped.set()
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(run_server)
+        with anyio.fail_after(STARTUP_TIMEOUT):
+            while not server.started:
+                if stopped.is_set():
+                    raise RuntimeError("the sandbox server stopped during start-up")
+                await anyio.sleep(0.005)
+        try:
+            yield Sandbox(config, app.state.sandbox, app, f"http://{host}:{port}")
+        finally:
+            server.should_exit = True
+            with anyio.move_on_after(SHUTDOWN_TIMEOUT, shield=True):
+                await stopped.wait()
+            task_group.cancel_scope.cancel()
