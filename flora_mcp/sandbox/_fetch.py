@@ -72,6 +72,8 @@ class Fetcher:
     files_dir: Path
     max_bytes: int
     timeout: float
+    transport: httpx.AsyncBaseTransport | None = None
+    """Tests may swap the network out; None uses real loopback HTTP."""
 
     async def fetch(self, url: str) -> bytes:
         """The bytes at `url`; raises `FetchError` for anything refused, missing, too big or too slow."""
@@ -109,7 +111,9 @@ class Fetcher:
         return await anyio.Path(path).read_bytes()
 
     async def _fetch_http(self, url: str) -> bytes:
-        async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=self.timeout) as client:
+        async with httpx.AsyncClient(
+            transport=self.transport, follow_redirects=False, trust_env=False, timeout=self.timeout
+        ) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 async with client.stream("GET", url) as response:
                     if response.is_redirect:
