@@ -118,7 +118,7 @@ class Faults:
         Returns:
             The fault, whose `remaining` counts down as requests hit it.
         """
-        chosen_status = status if status is not None else _DEFAULT_STATUS[kind]
+        chosen_status = status if status is not None else _DEFAULT_STATUS.get(kind, 503)
         fault = Fault(
             route,
             kind,
