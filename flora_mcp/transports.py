@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from typing import Any
 
 import anyio
@@ -44,7 +46,6 @@ async def serve_stdio(settings: Settings) -> None:
         toolkit = Toolkit(settings)
     except Exception as exc:
         raise StartupError(str(exc)) from None
-    failure: list[BaseException] = []
 
     async def resolve(ctx: Any) -> Toolkit:
         return toolkit
@@ -58,8 +59,9 @@ async def serve_stdio(settings: Settings) -> None:
                     catalog = await toolkit.load_catalog()
                     log.info("serving %d FLORA techniques over stdio", len(catalog))
                 except Exception as exc:
-                    failure.append(exc)
-                    tg.cancel_scope.cancel()
+                    # The SDK reads stdin in a thread that no cancellation reaches: a server that cannot serve
+                    # says why and leaves at once, rather than hang until the client closes stdin.
+                    _exit_now(str(catalog_failure(settings, exc)), 1)
 
             tg.start_soon(load)
             async with stdio_server() as (read, write):
@@ -68,5 +70,11 @@ async def serve_stdio(settings: Settings) -> None:
             tg.cancel_scope.cancel()
     finally:
         await toolkit.aclose()
-    if failure:
-        raise catalog_failure(settings, failure[0])
+
+
+def _exit_now(message: str, code: int) -> None:
+    from flora_mcp.logs import redact
+
+    sys.stderr.write(f"flora-mcp: {redact(message)}\n")
+    sys.stderr.flush()
+    os._exit(code)
