@@ -59,7 +59,12 @@ def create_server(resolve: ToolkitResolver) -> Server[Any]:
             await ctx.session.report_progress(percent, 100.0, message)
 
         result = await toolkit.call(params.name, params.arguments or {}, progress=progress)
-        return result.to_call_tool_result()
+        try:
+            extra = await toolkit.previews(result)
+        except Exception:
+            log.exception("previews failed; the result goes without them")
+            extra = []
+        return result.to_call_tool_result(extra)
 
     async def list_resources(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                              ) -> types.ListResourcesResult:

@@ -142,6 +142,14 @@ class Toolkit:
 
         return export_tools(self.tool_definitions(), fmt)
 
+    async def previews(self, result: ToolResult) -> list[Any]:
+        """Small previews of a result's image outputs as MCP image content, when FLORA_PREVIEW is on."""
+        if not self.settings.preview or not result.outputs:
+            return []
+        from flora_mcp.previews import make_previews
+
+        return await make_previews(result.outputs, flora_base_url=self.settings.base_url)
+
     # Calls -------------------------------------------------------------------------------------------------------
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None, *,
