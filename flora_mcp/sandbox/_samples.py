@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import io
+from functools import cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -59,8 +61,19 @@ def _logo() -> Image.Image:
     return image
 
 
+@cache
+def _sample_pngs() -> tuple[bytes, ...]:
+    # Drawn once per process: every sandbox serves the same pictures.
+    encoded = []
+    for draw in (_street, _portrait, _logo):
+        buffer = io.BytesIO()
+        draw().save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    return tuple(encoded)
+
+
 def write_samples(directory: Path) -> None:
-    """Draw the sample images into `directory` (created if needed)."""
+    """Write the sample images into `directory` (created if needed)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name, draw in zip(SAMPLE_NAMES, (_street, _portrait, _logo), strict=True):
-        draw().save(directory / name, format="PNG")
+    for name, data in zip(SAMPLE_NAMES, _sample_pngs(), strict=True):
+        (directory / name).write_bytes(data)

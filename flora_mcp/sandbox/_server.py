@@ -29,11 +29,27 @@ SHUTDOWN_TIMEOUT = 5.0
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its host."""
+    """A uvicorn server that leaves signal handling to its host and stops as soon as it is asked to."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.exit_requested = anyio.Event()
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        self.exit_requested.set()
+
+    async def main_loop(self) -> None:
+        # uvicorn's own loop notices should_exit only every 0.1 s; tests start hundreds of sandboxes.
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with anyio.move_on_after(0.1):
+                await self.exit_requested.wait()
 
 
 @dataclass
@@ -149,7 +165,7 @@ async def serve_sandbox(config: SandboxConfig | None = None) -> AsyncIterator[Sa
         try:
             yield Sandbox(config, app.state.sandbox, app, f"http://{host}:{port}")
         finally:
-            server.should_exit = True
+            server.request_exit()
             with anyio.move_on_after(SHUTDOWN_TIMEOUT, shield=True):
                 await stopped.wait()
             task_group.cancel_scope.cancel()
