@@ -175,17 +175,18 @@ class Catalog:
 
     def __init__(self, techniques: Iterable[Technique]) -> None:
         self.techniques: tuple[Technique, ...] = tuple(techniques)
-        seen: set[str] = set()
+        self._by_ref: dict[str, Technique] = {}
         for technique in self.techniques:
             for ref in (technique.slug, technique.technique_id):
                 if ref is None:
                     continue
-                if ref in seen:
+                if ref in self._by_ref:
                     raise ValueError(f"duplicate technique reference {ref!r}")
-                seen.add(ref)
+                self._by_ref[ref] = technique
 
     def find(self, ref: str) -> Technique | None:
-        return next((t for t in self.techniques if t.answers_to(ref)), None)
+        """The technique with this slug or technique id."""
+        return self._by_ref.get(ref)
 
     def visible(self, allow: Sequence[str] | None) -> list[Technique]:
         if allow is None:

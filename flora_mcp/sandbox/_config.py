@@ -39,6 +39,8 @@ class SandboxConfig:
     """Seconds every run waits (with rising progress) on top of its real work."""
     technique_delays: dict[str, float] = field(default_factory=dict)
     """Per-technique override of `run_delay`, keyed by slug or technique id."""
+    estimate_scale: float = 1.0
+    """Multiplies the `estimated_seconds` that creates answer; 0 makes clients poll at once (fast tests)."""
     page_size: int = 3
     max_page_size: int = 100
     runs_page_size: int = 20

@@ -43,7 +43,7 @@ class RecordedRequest:
     method: str
     path: str
     query: dict[str, str]
-    api_key: str | None
+    api_key: str | None = field(repr=False)  # kept out of reprs so a failing test does not print a key
     idempotency_key: str | None
     body: Any | None
     status: int = 0

@@ -49,7 +49,7 @@ async def create_technique_run(request: Request) -> Response:
         origin=origin_of(request),
     )
     data = run.to_json(origin_of(request))
-    data["estimated_seconds"] = technique.estimated_seconds + state.delay_for(technique)
+    data["estimated_seconds"] = state.estimated_seconds(technique)
     return JSONResponse(data)
 
 
@@ -90,7 +90,7 @@ async def create_run(request: Request) -> Response:
             "run_id": run.run_id,
             "type": "technique",
             "charged_cost": run.charged_cost,
-            "estimated_seconds": technique.estimated_seconds + state.delay_for(technique),
+            "estimated_seconds": state.estimated_seconds(technique),
             "poll_url": f"{origin}/api/v1/{run.poll_path}",
             "technique": {"name": technique.name, "technique_id": technique.technique_id},
         }

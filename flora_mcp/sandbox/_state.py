@@ -75,6 +75,10 @@ class SandboxState:
                 return self.technique_delays[ref]
         return self.run_delay
 
+    def estimated_seconds(self, technique: Technique) -> float:
+        """What a create answers as `estimated_seconds`: the technique's own time plus its delay, scaled."""
+        return round((technique.estimated_seconds + self.delay_for(technique)) * self.config.estimate_scale, 3)
+
     def check_rate(self, api_key: str) -> None:
         """Spend one request from the key's token bucket; 429 with `Retry-After` when it is empty."""
         rate = self.rate_limit

@@ -332,3 +332,14 @@ async def test_technique_runs_lists_newest_first_with_filters_and_pages(box: San
     assert len(mine.json()["technique_runs"]) == 5
     theirs = await api.client.get("/technique-runs", params={"workspace_id": "ws_else"})
     assert theirs.status_code == 403
+
+
+@pytest.mark.parametrize(("scale", "expected"), [(1.0, 3.0), (0.0, 0.0), (0.5, 1.5)])
+async def test_estimated_seconds_is_work_plus_delay_times_the_scale(scale: float, expected: float) -> None:
+    async with serve_sandbox(SandboxConfig(estimate_scale=scale)) as box, client_for(box) as client:
+        api = Api(box, client)
+        nested = await api.create("flaky-provider", {"prompt": "ok"})
+        assert nested.json()["estimated_seconds"] == expected
+        technique_id = (await api.technique("flaky-provider"))["technique_id"]
+        body = {"technique_id": technique_id, "workspace_id": "ws_sandbox", "inputs": {"prompt": "ok"}}
+        assert (await client.post("/runs/technique", json=body)).json()["estimated_seconds"] == expected
