@@ -12,7 +12,8 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -71,6 +72,8 @@ class RunManager:
         self.account = account
         self.session_spend = 0.0
         self._reserved = 0.0
+        self._stopping = False
+        self._wait_scopes: set[anyio.CancelScope] = set()
 
     # A technique call --------------------------------------------------------------------------------------------
 
@@ -237,7 +240,7 @@ class RunManager:
             return self._finish(tool, technique, run, key)
         scheduler.observe(anyio.current_time(), run.progress)
         delay = scheduler.first_delay(run.estimated_seconds)
-        with anyio.move_on_after(max_wait):
+        with anyio.move_on_after(max_wait) as scope, self._cut_short(scope):
             while True:
                 await self._sleep_with_heartbeat(delay, progress, run)
                 try:
@@ -255,6 +258,22 @@ class RunManager:
                     return from_run(tool, run, technique, timed_out=True)
                 delay = scheduler.next_delay()
         return from_run(tool, run, technique)
+
+    def stop_waiting(self) -> None:
+        """End every wait now, and every later one at once: each call returns its run id (server shutdown)."""
+        self._stopping = True
+        for scope in self._wait_scopes:
+            scope.cancel()
+
+    @contextmanager
+    def _cut_short(self, scope: anyio.CancelScope) -> Iterator[None]:
+        if self._stopping:
+            scope.cancel()
+        self._wait_scopes.add(scope)
+        try:
+            yield
+        finally:
+            self._wait_scopes.discard(scope)
 
     async def _sleep_with_heartbeat(self, delay: float, progress: _Progress, run: Run) -> None:
         while delay > 0:
