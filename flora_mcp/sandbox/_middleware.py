@@ -2,7 +2,7 @@
 
 It matches routes itself (a small table of patterns) so that a fault can answer without the handler running.
 A `drop` sends the response head and returns without a body, which makes uvicorn close the connection; the error
-uvicorn logs for that is silenced by `install_drop_log_filter` for dropped requests only.
+uvicorn logs for that, and its access log, are silenced by `install_log_filters` for sandbox requests only.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from flora_mcp.sandbox._errors import error_body
 from flora_mcp.sandbox._faults import Fault, RecordedRequest
 from flora_mcp.sandbox._state import SandboxState
 
-__all__ = ["SandboxMiddleware", "install_drop_log_filter", "route_name"]
+__all__ = ["SandboxMiddleware", "install_log_filters", "route_name"]
 
 _ROUTES = [
     (name, method, re.compile(pattern))
@@ -47,19 +47,27 @@ _SYNTHETIC_BODY = b'{"run_id": "run_0000000000000000", "status": "pending", "pro
 
 logger = logging.getLogger(__name__)
 
+# Set inside the request's own task, where uvicorn also logs about that request, so the filters below can tell
+# the sandbox's requests from those of any other uvicorn server in the process (the MCP server's, say).
+_in_sandbox: ContextVar[bool] = ContextVar("flora_sandbox_request", default=False)
 _dropping: ContextVar[bool] = ContextVar("flora_sandbox_dropping", default=False)
 
 
-class _DropLogFilter(logging.Filter):
+class _SandboxLogFilter(logging.Filter):
+    def __init__(self, flag: ContextVar[bool]) -> None:
+        super().__init__()
+        self.flag = flag
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not _dropping.get()
+        return not self.flag.get()
 
 
-def install_drop_log_filter() -> None:
-    """Keep uvicorn quiet about connections the sandbox drops on purpose (and only about those)."""
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _DropLogFilter) for f in logger.filters):
-        logger.addFilter(_DropLogFilter())
+def install_log_filters() -> None:
+    """Silence uvicorn's access log for sandbox requests and its error about connections dropped on purpose."""
+    for name, flag in (("uvicorn.access", _in_sandbox), ("uvicorn.error", _dropping)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _SandboxLogFilter) for f in logger.filters):
+            logger.addFilter(_SandboxLogFilter(flag))
 
 
 def route_name(method: str, path: str) -> str | None:
@@ -98,6 +106,7 @@ class SandboxMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        _in_sandbox.set(True)
         request_id = "req_" + secrets.token_hex(12)
         started = False
 

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from flora_mcp.sandbox._app import create_app
 from flora_mcp.sandbox._config import SandboxConfig
 from flora_mcp.sandbox._faults import Faults, RecordedRequest
-from flora_mcp.sandbox._middleware import install_drop_log_filter
+from flora_mcp.sandbox._middleware import install_log_filters
 from flora_mcp.sandbox._runs import Run
 from flora_mcp.sandbox._samples import SAMPLE_NAMES
 from flora_mcp.sandbox._state import SandboxState
@@ -26,6 +26,13 @@ __all__ = ["Sandbox", "serve_sandbox"]
 
 STARTUP_TIMEOUT = 15.0
 SHUTDOWN_TIMEOUT = 5.0
+
+
+class _EmbeddedConfig(uvicorn.Config):
+    """Leaves logging alone: uvicorn would otherwise reconfigure the process-wide `uvicorn.*` loggers."""
+
+    def configure_logging(self) -> None:
+        pass
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -133,19 +140,18 @@ async def serve_sandbox(config: SandboxConfig | None = None) -> AsyncIterator[Sa
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     server = _EmbeddedServer(
-        uvicorn.Config(
+        _EmbeddedConfig(
             app,
             host=config.host,
             port=port,
             log_config=None,
-            access_log=False,
             lifespan="on",
             http="h11",
             ws="none",
             timeout_graceful_shutdown=1,
         )
     )
-    install_drop_log_filter()
+    install_log_filters()
     stopped = anyio.Event()
 
     async def run_server() -> None:

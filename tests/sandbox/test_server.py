@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -36,6 +37,16 @@ async def test_serve_sandbox_binds_loopback_and_names_its_urls(capfd: pytest.Cap
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
     out, _ = capfd.readouterr()
     assert out == ""
+
+
+async def test_serving_leaves_process_logging_alone_and_logs_no_access_lines(caplog: pytest.LogCaptureFixture) -> None:
+    access = logging.getLogger("uvicorn.access")
+    before = (access.propagate, list(access.handlers), access.level)
+    with caplog.at_level(logging.DEBUG):
+        async with serve_sandbox() as box, httpx.AsyncClient(trust_env=False) as client:
+            assert (await client.get(box.sample_url("logo.png"))).status_code == 200
+    assert (access.propagate, list(access.handlers), access.level) == before
+    assert [r for r in caplog.records if r.name == "uvicorn.access"] == []
 
 
 async def test_two_sandboxes_run_side_by_side_inside_a_task_group() -> None:
