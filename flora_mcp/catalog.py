@@ -322,10 +322,19 @@ async def load_techniques(
         update = {k: v for k, v in (("slug", summary.slug), ("name", summary.name)) if v and not getattr(detail, k)}
         full[index] = detail.model_copy(update=update) if update else detail
 
-    async with anyio.create_task_group() as tg:
-        for index, technique in enumerate(listed):
-            if technique.is_summary:
-                tg.start_soon(fetch, index, technique)
-            else:
-                full[index] = technique
+    try:
+        async with anyio.create_task_group() as tg:
+            for index, technique in enumerate(listed):
+                if technique.is_summary:
+                    tg.start_soon(fetch, index, technique)
+                else:
+                    full[index] = technique
+    except BaseExceptionGroup as group:
+        # One failed fetch cancels the others: report that one, not a group of one.
+        raise _first_leaf(group) from None
     return [full[i] for i in range(len(listed))]
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -89,9 +89,9 @@ class FloraClient:
             params["cursor"] = cursor
         if query:
             params["query"] = query
-        body = await self._request("GET", "techniques", endpoint="GET /techniques", params=params)
-        items = _list_field(body, "techniques", endpoint="GET /techniques")
-        techniques = [_parse(Technique, item, endpoint="GET /techniques") for item in items]
+        body, rid = await self._request("GET", "techniques", endpoint="GET /techniques", params=params)
+        items = _list_field(body, "techniques", endpoint="GET /techniques", request_id=rid)
+        techniques = [_parse(Technique, item, endpoint="GET /techniques", request_id=rid) for item in items]
         return techniques, _next_cursor(body)
 
     async def list_techniques(self, *, query: str | None = None, limit: int = LIST_PAGE_SIZE) -> list[Technique]:
@@ -112,8 +112,8 @@ class FloraClient:
 
     async def get_technique(self, ref: str) -> Technique:
         """One technique with its full schema, by slug or technique id."""
-        body = await self._request("GET", f"techniques/{_seg(ref)}", endpoint="GET /techniques/{id}")
-        return _parse(Technique, body, endpoint="GET /techniques/{id}")
+        body, rid = await self._request("GET", f"techniques/{_seg(ref)}", endpoint="GET /techniques/{id}")
+        return _parse(Technique, body, endpoint="GET /techniques/{id}", request_id=rid)
 
     # Runs -------------------------------------------------------------------------------------------------------
 
@@ -149,8 +149,9 @@ class FloraClient:
                 "mode": "async",
                 "idempotency_key": idempotency_key,
             }
-        body = await self._request("POST", path, endpoint=endpoint, json=payload, idempotency_key=idempotency_key)
-        return _parse(Run, body, endpoint=endpoint)
+        body, rid = await self._request("POST", path, endpoint=endpoint, json=payload,
+                                        idempotency_key=idempotency_key)
+        return _parse(Run, body, endpoint=endpoint, request_id=rid)
 
     async def get_run(
         self, run_id: str, *, technique_ref: str | None = None, poll_url: str | None = None
@@ -162,10 +163,11 @@ class FloraClient:
             url, endpoint = f"techniques/{_seg(technique_ref)}/runs/{_seg(run_id)}", "GET /techniques/{id}/runs/{run}"
         else:
             url, endpoint = f"runs/{_seg(run_id)}", "GET /runs/{run}"
-        body = await self._request("GET", url, endpoint=endpoint)
-        run = _parse(Run, body, endpoint=endpoint)
+        body, rid = await self._request("GET", url, endpoint=endpoint)
+        run = _parse(Run, body, endpoint=endpoint, request_id=rid)
         if run.run_id != run_id:
-            raise APIResponseError(f"{endpoint}: asked for run {run_id}, got {run.run_id}", endpoint=endpoint)
+            raise APIResponseError(f"{endpoint}: asked for run {run_id}, got {run.run_id}", endpoint=endpoint,
+                                   request_id=rid)
         return run
 
     async def list_technique_runs(
@@ -178,15 +180,15 @@ class FloraClient:
             if value:
                 params[key] = value
         endpoint = "GET /technique-runs"
-        body = await self._request("GET", "technique-runs", endpoint=endpoint, params=params)
-        items = _list_field(body, "technique_runs", endpoint=endpoint)
-        return [_parse(Run, item, endpoint=endpoint) for item in items], _next_cursor(body)
+        body, rid = await self._request("GET", "technique-runs", endpoint=endpoint, params=params)
+        items = _list_field(body, "technique_runs", endpoint=endpoint, request_id=rid)
+        return [_parse(Run, item, endpoint=endpoint, request_id=rid) for item in items], _next_cursor(body)
 
     async def list_workspaces(self) -> list[Workspace]:
         endpoint = "GET /workspaces"
-        body = await self._request("GET", "workspaces", endpoint=endpoint)
-        items = _list_field(body, "workspaces", endpoint=endpoint)
-        return [_parse(Workspace, item, endpoint=endpoint) for item in items]
+        body, rid = await self._request("GET", "workspaces", endpoint=endpoint)
+        items = _list_field(body, "workspaces", endpoint=endpoint, request_id=rid)
+        return [_parse(Workspace, item, endpoint=endpoint, request_id=rid) for item in items]
 
     # Transport --------------------------------------------------------------------------------------------------
 
@@ -204,7 +206,8 @@ class FloraClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         idempotency_key: str | None = None,
-    ) -> Any:
+    ) -> tuple[Any, str | None]:
+        """The decoded JSON body and the request-id of one logical request, retried under the policy."""
         idempotent = method == "GET" or idempotency_key is not None
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         maybe_created = False
@@ -234,7 +237,7 @@ class FloraClient:
         params: Mapping[str, Any] | None,
         json: Any,
         headers: Mapping[str, str] | None,
-    ) -> Any:
+    ) -> tuple[Any, str | None]:
         with map_transport_errors(endpoint):
             response = await self._http.request(method, url, params=params, json=json, headers=headers)
         request_id = response.headers.get("request-id") or response.headers.get("x-request-id")
@@ -245,7 +248,7 @@ class FloraClient:
             raise APIResponseError(f"{endpoint}: unexpected redirect (HTTP {response.status_code})",
                                    endpoint=endpoint, request_id=request_id)
         try:
-            return response.json()
+            return response.json(), request_id
         except ValueError:
             kind = response.headers.get("content-type", "no content type").split(";")[0]
             raise APIResponseError(
@@ -267,17 +270,19 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _parse(model: type[M], body: Any, *, endpoint: str) -> M:
+def _parse(model: type[M], body: Any, *, endpoint: str, request_id: str | None = None) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3]
         )
-        raise APIResponseError(f"{endpoint}: unexpected answer ({problems})", endpoint=endpoint) from None
+        rid = f", request-id {request_id}" if request_id else ""
+        raise APIResponseError(f"{endpoint}: unexpected answer ({problems}{rid})", endpoint=endpoint,
+                               request_id=request_id) from None
 
 
-def _list_field(body: Any, key: str, *, endpoint: str) -> Sequence[Any]:
+def _list_field(body: Any, key: str, *, endpoint: str, request_id: str | None = None) -> Sequence[Any]:
     if isinstance(body, list):
         return body
     if isinstance(body, dict):
@@ -285,7 +290,7 @@ def _list_field(body: Any, key: str, *, endpoint: str) -> Sequence[Any]:
             value = body.get(name)
             if isinstance(value, list):
                 return value
-    raise APIResponseError(f"{endpoint}: the answer has no '{key}' list", endpoint=endpoint)
+    raise APIResponseError(f"{endpoint}: the answer has no '{key}' list", endpoint=endpoint, request_id=request_id)
 
 
 def _next_cursor(body: Any) -> str | None:

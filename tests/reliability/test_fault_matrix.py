@@ -1,0 +1,99 @@
+"""Every step x every fault: at most one run per call, the run id never lost, and a success or a clear error."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from flora_mcp.api.client import FloraClient
+from flora_mcp.api.errors import APIError, FloraError
+from flora_mcp.api.retry import RetryPolicy
+from flora_mcp.results import ToolResult
+from flora_mcp.sandbox import Sandbox, serve_sandbox
+from flora_mcp.toolkit import Toolkit
+from tests.conftest import TEST_KEY, sandbox_config, settings_for
+
+REQUEST_TIMEOUT = 0.5
+STEPS = {
+    "list": "list_techniques",
+    "retrieve": "get_technique",
+    "create": "create_technique_run",
+    "poll": "get_technique_run",
+}
+FAULTS: dict[str, dict[str, Any]] = {
+    "429": {"kind": "status", "status": 429, "code": "rate_limited", "retry_after": 0},
+    "500": {"kind": "status", "status": 500, "code": "unknown_error"},
+    "502": {"kind": "status", "status": 502, "code": "unknown_error"},
+    "503": {"kind": "status", "status": 503, "code": "unknown_error"},
+    "reset": {"kind": "drop"},
+    "stall": {"kind": "stall", "seconds": REQUEST_TIMEOUT * 3},
+    "html": {"kind": "html"},
+    "truncated": {"kind": "truncated"},
+    "duplicate": {"kind": "status", "status": 409, "code": "idempotency_duplicate"},
+}
+# A read has no side effect to lose; a create is tried both ways: refused before, and made but its answer lost.
+CELLS = [(step, fault, "before") for step in STEPS for fault in FAULTS] + [
+    ("create", fault, "after") for fault in FAULTS
+]
+MATRIX: dict[tuple[str, str, str], str] = {}
+TECHNIQUE = "find-and-replace-text"
+ARGS = {"text": "hello world", "find": "world", "replace": "FLORA"}
+
+
+@asynccontextmanager
+async def fast_toolkit(box: Sandbox) -> AsyncIterator[Toolkit]:
+    client = FloraClient(api_key=TEST_KEY, base_url=box.base_url, timeout=REQUEST_TIMEOUT,
+                         retry=RetryPolicy(max_retries=3, initial_delay=0.01, max_delay=0.05))
+    async with client, Toolkit(settings_for(box, request_timeout=REQUEST_TIMEOUT), client=client) as kit:
+        yield kit
+
+
+def outcome(result: ToolResult) -> str:
+    return result.status if not result.error_code else f"{result.status}:{result.error_code}"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("step", "fault", "when"), CELLS, ids=[f"{s}-{f}-{w}" for s, f, w in CELLS])
+async def test_fault(step: str, fault: str, when: str) -> None:
+    async with serve_sandbox(sandbox_config(estimate_scale=0.0)) as box:
+        box.faults.inject(route=STEPS[step], when=when, count=1, **FAULTS[fault])
+        try:
+            async with fast_toolkit(box) as kit:
+                result = await kit.call(TECHNIQUE, ARGS)
+                journal = kit.runs.recent()
+        except FloraError as exc:
+            # Only the catalog steps may stop the toolkit, and then with a message naming what failed.
+            assert step in ("list", "retrieve")
+            assert isinstance(exc, APIError) and exc.endpoint.startswith("GET /techniques") and exc.message
+            assert not box.requests_for("create_technique_run")
+            MATRIX[(step, fault, when)] = f"catalog error: {type(exc).__name__}"
+            return
+        created = [r for r in box.runs if r.api_key == TEST_KEY]
+        assert len(created) <= 1, "a tool call created more than one paid run"
+        if created:
+            run_id = created[0].run_id
+            assert result.run_id == run_id or any(e.run_id == run_id for e in journal), "run id lost"
+        if result.status == "completed":
+            assert result.outputs and result.charged_cost is not None
+        else:
+            assert result.is_error and result.error_code and result.error_message and result.next_step
+        MATRIX[(step, fault, when)] = outcome(result)
+
+
+def test_print_matrix() -> None:
+    """The matrix that ran (pytest -s shows it); every cell above must have run first."""
+    ran = {cell: MATRIX.get(cell, "not run") for cell in CELLS}
+    width = max(len(f"{s} {f} {w}") for s, f, w in CELLS)
+    lines = [f"{f'{s} {f} {w}':<{width}}  {result}" for (s, f, w), result in ran.items()]
+    print("\nfault matrix (step fault when -> outcome)\n" + "\n".join(lines))  # noqa: T201
+    if len(MATRIX) == len(CELLS):
+        # Transient faults on reads and refused creates are absorbed by retries.
+        for step in STEPS:
+            for fault in ("429", "500", "502", "503", "reset", "stall", "html", "truncated"):
+                assert MATRIX[(step, fault, "before")] == "completed", (step, fault)
+        # A create whose answer was lost is recovered, never submitted twice.
+        for fault in ("500", "502", "503", "reset", "stall", "html", "truncated", "duplicate"):
+            assert MATRIX[("create", fault, "after")] == "completed", fault
