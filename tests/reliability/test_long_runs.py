@@ -42,7 +42,7 @@ async def test_a_run_longer_than_max_wait_returns_running_then_get_run_returns_o
         assert resumed.outputs and resumed.charged_cost == price
         async with httpx.AsyncClient() as http:
             assert (await http.get(resumed.outputs[0].url)).text == "hello FLORA"
-        assert len([r for r in box.runs]) == 1
+        assert len(box.runs) == 1
 
 
 @pytest.mark.anyio
