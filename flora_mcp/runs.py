@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -71,7 +72,12 @@ class RunManager:
         self.settings = settings
         self.account = account
         self.session_spend = 0.0
+        # What the budget must still count besides session_spend: prices of calls checked but not yet submitted
+        # (_reserved), and prices of runs submitted but not charged yet (_holds, by idempotency key). A run is held
+        # until FLORA reports its charge or its end, so concurrent calls cannot spend the same dollars twice, and a
+        # run charged at creation is not counted twice.
         self._reserved = 0.0
+        self._holds: dict[str, float] = {}
         self._stopping = False
         self._wait_scopes: set[anyio.CancelScope] = set()
 
@@ -80,6 +86,12 @@ class RunManager:
     async def run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
                        *, progress: ProgressCallback | None = None) -> ToolResult:
         """Validate, cap, submit and wait for one technique call (one run per value of a multiple input)."""
+        result = await self._run_tool(tool, arguments, progress)
+        result.session_spend = round(self.session_spend, 6)
+        return result
+
+    async def _run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
+                        progress: ProgressCallback | None) -> ToolResult:
         technique = tool.technique
         args = tool.normalize(arguments)
         problems = tool.validate(args)
@@ -95,21 +107,24 @@ class RunManager:
         refusal = self._check_cost(tool.name, technique, price)
         if refusal is not None:
             return refusal
-        reserved = price or 0.0
-        self._reserved += reserved
+        # Reserved in the same step as the check (no await between them): the whole call's price, before any run.
+        hold = _Hold(per_run=technique.run_cost or 0.0, left=price or 0.0)
+        self._reserved += hold.left
         try:
             if len(combos) == 1:
-                result = await self._run_one(tool, combos[0], _Progress(progress))
-            else:
-                result = await self._run_many(tool, combos, progress)
+                return await self._run_one(tool, combos[0], _Progress(progress), hold)
+            return await self._run_many(tool, combos, progress, hold)
         finally:
-            self._reserved -= reserved
-        result.session_spend = round(self.session_spend, 6)
-        return result
+            self._reserved -= hold.left
+
+    @property
+    def held(self) -> float:
+        """USD the session budget counts besides what was charged: calls being submitted, runs not charged yet."""
+        return self._reserved + sum(self._holds.values())
 
     def _check_cost(self, tool: str, technique: Technique, price: float | None) -> ToolResult | None:
         cap, budget = self.settings.max_cost_per_call, self.settings.session_budget
-        remaining = None if budget is None else max(budget - self.session_spend - self._reserved, 0.0)
+        remaining = None if budget is None else max(budget - self.session_spend - self.held, 0.0)
         if cap is not None and (price is None or price > cap + 1e-9):
             return cost_refusal(tool, technique, price=price, cap_name="FLORA_MAX_COST_PER_CALL", cap=cap,
                                 remaining=remaining)
@@ -119,7 +134,7 @@ class RunManager:
         return None
 
     async def _run_many(self, tool: TechniqueTool, combos: list[dict[str, str]],
-                        progress: ProgressCallback | None) -> ToolResult:
+                        progress: ProgressCallback | None, hold: _Hold) -> ToolResult:
         results: list[ToolResult | None] = [None] * len(combos)
         shares = [0.0] * len(combos)
         overall = _Progress(progress)
@@ -129,7 +144,7 @@ class RunManager:
                 shares[index] = percent
                 await overall.report(sum(shares) / len(shares), f"{len(combos)} runs: {message}")
 
-            results[index] = await self._run_one(tool, inputs, _Progress(share))
+            results[index] = await self._run_one(tool, inputs, _Progress(share), hold)
 
         async with anyio.create_task_group() as tg:
             for index, inputs in enumerate(combos):
@@ -152,7 +167,8 @@ class RunManager:
                        if pending else None),
         )
 
-    async def _run_one(self, tool: TechniqueTool, inputs: dict[str, str], progress: _Progress) -> ToolResult:
+    async def _run_one(self, tool: TechniqueTool, inputs: dict[str, str], progress: _Progress,
+                       hold: _Hold | None = None) -> ToolResult:
         technique = tool.technique
         key = f"flora-mcp-{uuid.uuid4().hex}"
         self.journal.record(idempotency_key=key, account=self.account, tool=tool.name,
@@ -164,6 +180,11 @@ class RunManager:
         failure: ToolResult | None = None
         # Shielded: once the request may be out, the client giving up must not cost us the run id.
         with anyio.CancelScope(shield=True):
+            if hold is not None:
+                share = min(hold.per_run, hold.left)
+                hold.left -= share
+                self._reserved -= share
+                self._holds[key] = share
             try:
                 run = await self.client.create_run(technique, inputs, idempotency_key=key,
                                                    workspace_id=self.settings.workspace_id)
@@ -174,6 +195,8 @@ class RunManager:
                     isinstance(exc, APIStatusError) and exc.status_code >= 500) or exc.code == "malformed_response"
                 self.journal.update(key, status="unknown" if unknown else "error", error_code=exc.code,
                                     error_message=exc.message)
+                if not unknown:
+                    self._holds.pop(key, None)  # FLORA refused it: nothing was charged
                 failure = from_error(tool.name, exc, technique, submitted=unknown)
             if run is not None:
                 self.journal.update(key, run_id=run.run_id, status=run.status, poll_url=run.poll_url,
@@ -219,6 +242,8 @@ class RunManager:
         return None
 
     def _charge(self, key: str, run: Run) -> None:
+        if run.charged_cost is not None:
+            self._holds.pop(key, None)
         entry = self.journal.get_by_key(key)
         already = entry.charged_cost if entry else None
         if run.charged_cost is not None and already is None:
@@ -285,6 +310,7 @@ class RunManager:
 
     def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None) -> ToolResult:
         if key:
+            self._holds.pop(key, None)
             self.journal.update(key, status=run.status, progress=run.progress,
                                 outputs=[o.model_dump() for o in run.outputs],
                                 error_code=run.error_code, error_message=run.error_message)
@@ -329,11 +355,20 @@ class RunManager:
     def spend(self) -> dict[str, Any]:
         rows = self.journal.spend(self.account)
         return {"session_spend": round(self.session_spend, 6),
+                "held": round(self.held, 6),
                 "total_charged": round(sum(r["charged"] for r in rows), 6),
                 "by_technique": rows,
                 "caps": {"max_cost_per_call": self.settings.max_cost_per_call,
                          "session_budget": self.settings.session_budget},
                 "summary": f"This session spent {format_usd(self.session_spend)}."}
+
+
+@dataclass
+class _Hold:
+    """The price of one call's runs, reserved at the cost check and handed to each run as it is submitted."""
+
+    per_run: float
+    left: float
 
 
 def _expand(args: Mapping[str, Any]) -> list[dict[str, str]]:
