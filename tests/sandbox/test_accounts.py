@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import anyio
-import httpx
 import pytest
-from sandbox_support import Api, client_for
+from sandbox_support import Api, client_for, loopback_client
 
 from flora_mcp.sandbox import DEFAULT_SANDBOX_KEY, Account, Sandbox, SandboxConfig, serve_sandbox
 
@@ -39,7 +38,7 @@ SPLIT_OTHER = {"inputs": [{"id": "text", "type": "text", "value": "b"}], "mode":
 async def test_every_api_route_needs_a_configured_key(
     shared_box: Sandbox, headers: dict[str, str], method: str, path: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=shared_box.base_url, trust_env=False) as client:
+    async with loopback_client(base_url=shared_box.base_url) as client:
         response = await client.request(method, path, headers=headers, json={})
     assert response.status_code == 401
     assert response.json() == {"error": {"code": "unauthorized", "message": "Invalid API key."}}

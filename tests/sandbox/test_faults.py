@@ -9,7 +9,7 @@ import time
 import anyio
 import httpx
 import pytest
-from sandbox_support import Api
+from sandbox_support import Api, loopback_client
 
 from flora_mcp.sandbox import ROUTE_NAMES, Account, Faults, Sandbox, SandboxConfig, serve_sandbox
 
@@ -32,7 +32,7 @@ async def test_status_before_answers_the_error_and_creates_nothing(box: Sandbox,
 
 async def test_status_after_creates_and_charges_the_run_but_answers_the_error() -> None:
     async with serve_sandbox(SandboxConfig(keys={"sk_a": Account(credits=1.0)})) as box:
-        async with httpx.AsyncClient(base_url=box.base_url, headers={"Authorization": "Bearer sk_a"}) as client:
+        async with loopback_client(base_url=box.base_url, headers={"Authorization": "Bearer sk_a"}) as client:
             box.faults.inject("create_technique_run", "status", status=500, when="after")
             response = await client.post("/techniques/flaky-provider/runs", json=_flaky())
             assert response.status_code == 500
@@ -231,7 +231,7 @@ async def test_a_crash_inside_a_handler_is_a_500_envelope_with_a_request_id(
 
 
 async def test_control_routes_inject_clear_and_report(box: Sandbox, api: Api) -> None:
-    control = httpx.AsyncClient(base_url=box.origin, trust_env=False)
+    control = loopback_client(base_url=box.origin)
     async with control:
         made = await control.post("/_sandbox/faults", json={"route": "get_technique", "status": 500, "count": 3})
         assert made.status_code == 201
@@ -251,7 +251,7 @@ async def test_control_routes_inject_clear_and_report(box: Sandbox, api: Api) ->
 
 
 async def test_control_routes_exist_only_when_enabled(shared_box: Sandbox) -> None:
-    async with httpx.AsyncClient(base_url=shared_box.origin, trust_env=False) as client:
+    async with loopback_client(base_url=shared_box.origin) as client:
         response = await client.post("/_sandbox/faults", json={"route": "get_run"})
         assert response.status_code == 404
         assert (await client.get("/_sandbox/requests")).status_code == 404

@@ -13,6 +13,7 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from sandbox_support import loopback_client
 
 from flora_mcp.sandbox import DEFAULT_SANDBOX_KEY, Account, SandboxConfig, create_app, serve_sandbox
 from flora_mcp.sandbox.__main__ import parse_config
@@ -28,7 +29,7 @@ async def test_serve_sandbox_binds_loopback_and_names_its_urls(capfd: pytest.Cap
         assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
         files_dir = box.state.files_dir
         assert files_dir is not None and (files_dir / "samples" / "street.png").is_file()
-        async with httpx.AsyncClient(trust_env=False) as client:
+        async with loopback_client() as client:
             response = await client.get(
                 f"{box.base_url}/workspaces", headers={"Authorization": f"Bearer {box.api_key}"}
             )
@@ -43,7 +44,7 @@ async def test_serving_leaves_process_logging_alone_and_logs_no_access_lines(cap
     access = logging.getLogger("uvicorn.access")
     before = (access.propagate, list(access.handlers), access.level)
     with caplog.at_level(logging.DEBUG):
-        async with serve_sandbox() as box, httpx.AsyncClient(trust_env=False) as client:
+        async with serve_sandbox() as box, loopback_client() as client:
             assert (await client.get(box.sample_url("logo.png"))).status_code == 200
     assert (access.propagate, list(access.handlers), access.level) == before
     assert [r for r in caplog.records if r.name == "uvicorn.access"] == []
@@ -53,7 +54,7 @@ async def test_two_sandboxes_run_side_by_side_inside_a_task_group() -> None:
     results: list[int] = []
 
     async def use_one() -> None:
-        async with serve_sandbox() as box, httpx.AsyncClient(trust_env=False) as client:
+        async with serve_sandbox() as box, loopback_client() as client:
             response = await client.get(box.sample_url("logo.png"))
             results.append(response.status_code)
 
@@ -64,7 +65,7 @@ async def test_two_sandboxes_run_side_by_side_inside_a_task_group() -> None:
 
 
 async def test_a_run_still_working_at_exit_is_cancelled_cleanly() -> None:
-    async with serve_sandbox(SandboxConfig(run_delay=30)) as box, httpx.AsyncClient(trust_env=False) as client:
+    async with serve_sandbox(SandboxConfig(run_delay=30)) as box, loopback_client() as client:
         response = await client.post(
             f"{box.base_url}/techniques/split-text/runs",
             headers={"Authorization": f"Bearer {box.api_key}"},
@@ -153,7 +154,7 @@ async def test_the_cli_prints_its_url_serves_and_exits_cleanly(tmp_path: Path, s
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/api/v1", base_url)
         assert key_line == f"API key: {DEFAULT_SANDBOX_KEY}"
         assert [path.name.startswith("flora-sandbox-") for path in tmp_path.iterdir()] == [True]
-        async with httpx.AsyncClient(trust_env=False) as client:
+        async with loopback_client() as client:
             headers = {"Authorization": f"Bearer {DEFAULT_SANDBOX_KEY}"}
             page = await client.get(f"{base_url}/techniques", headers=headers)
             assert page.status_code == 200
