@@ -1,0 +1,190 @@
+"""The hosted Starlette app: `/mcp` (streamable HTTP), `/sse` + `/messages/` (legacy SSE), `/healthz`, `/readyz`.
+
+Every MCP route goes through one guard, in this order: Host and Origin (the SDK's DNS-rebinding checks: 421, 403),
+shutting down (503 for new sessions), credentials (401), then the caller's toolkit is leased and put in the ASGI
+scope, where the MCP server's resolver finds it again through `ctx.request`. Health routes skip the guard, so probes
+need neither credentials nor a particular Host.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+from mcp.server import NotificationOptions
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.sse import SseServerTransport
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.authentication import AuthCredentials
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from flora_mcp.api.errors import AuthenticationError, FloraError, PermissionDeniedError
+from flora_mcp.hosted._auth import AuthFailure, AuthPolicy, Caller, unauthorized
+from flora_mcp.hosted._pool import ToolkitPool
+from flora_mcp.server import create_server
+from flora_mcp.toolkit import Toolkit
+
+__all__ = ["MCP_PATH", "MESSAGES_PATH", "SSE_PATH", "HostedApp", "InFlight"]
+
+log = logging.getLogger("flora_mcp.hosted")
+
+MCP_PATH = "/mcp"
+SSE_PATH = "/sse"
+MESSAGES_PATH = "/messages/"
+TOOLKIT_KEY = "flora_mcp.toolkit"
+
+
+class InFlight:
+    """Server middleware that counts the MCP requests being handled, so a shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.request_id is None:
+            return await call_next(ctx)
+        if self.count == 0:
+            self._idle = anyio.Event()
+        self.count += 1
+        try:
+            return await call_next(ctx)
+        finally:
+            self.count -= 1
+            if self.count == 0:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no request is being handled."""
+        while self.count:
+            await self._idle.wait()
+
+
+class HostedApp:
+    """The MCP server over both HTTP transports, behind the guard.
+
+    Args:
+        pool: hands out each caller's toolkit.
+        policy: who may call.
+        security: the Host/Origin allow-lists.
+        stateless: stateless streamable HTTP (no session affinity needed between replicas).
+    """
+
+    def __init__(self, pool: ToolkitPool, policy: AuthPolicy, security: TransportSecuritySettings, *,
+                 stateless: bool = False) -> None:
+        self.pool = pool
+        self.policy = policy
+        self.security = security
+        self.stateless = stateless
+        self.draining = False
+        self.in_flight = InFlight()
+        self.server = create_server(self._resolve)
+        self.server.middleware.append(self.in_flight)
+        self.sessions = StreamableHTTPSessionManager(app=self.server, stateless=stateless,
+                                                     security_settings=security)
+        self.sse = SseServerTransport(MESSAGES_PATH, security_settings=security)
+        self.checks = TransportSecurityMiddleware(security)
+        self.app = Starlette(
+            routes=[
+                Route("/healthz", self._healthz, methods=["GET"]),
+                Route("/readyz", self._readyz, methods=["GET"]),
+                Route(MCP_PATH, endpoint=_Guard(self, self.sessions.handle_request, "mcp")),
+                Route(SSE_PATH, endpoint=_Guard(self, self._sse_session, "sse"), methods=["GET"]),
+                Route(MESSAGES_PATH, endpoint=_Guard(self, self.sse.handle_post_message, "messages"),
+                      methods=["POST"]),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with self.sessions.run():
+            yield
+
+    async def _resolve(self, ctx: ServerRequestContext[Any]) -> Toolkit:
+        scope = getattr(ctx.request, "scope", None)
+        toolkit = scope.get(TOOLKIT_KEY) if isinstance(scope, dict) else None
+        if not isinstance(toolkit, Toolkit):
+            raise RuntimeError("this request did not pass flora-mcp's guard")
+        return toolkit
+
+    async def _sse_session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with self.sse.connect_sse(scope, receive, send) as (read, write):
+            await self.server.run(read, write, self.server.create_initialization_options(
+                NotificationOptions(tools_changed=True, resources_changed=True)))
+
+    async def _healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def _readyz(self, request: Request) -> Response:
+        if self.draining:
+            return JSONResponse({"status": "shutting_down"}, status_code=503)
+        if not self.pool.ready:
+            return JSONResponse({"status": "loading_catalog"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    def opens_session(self, kind: str, request: Request) -> bool:
+        """Whether this request would start a new MCP session (refused while shutting down)."""
+        if kind == "sse":
+            return True
+        if kind == "mcp":
+            return self.stateless or MCP_SESSION_ID_HEADER not in request.headers
+        return False
+
+
+class _Guard:
+    """Host/Origin, shutdown, credentials and the caller's toolkit, in front of one MCP endpoint."""
+
+    def __init__(self, hosted: HostedApp, app: ASGIApp, kind: str) -> None:
+        self.hosted = hosted
+        self.app = app
+        self.kind = kind
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hosted = self.hosted
+        admitted = await self._admit(Request(scope, receive))
+        if isinstance(admitted, Response):
+            await admitted(scope, receive, send)
+            return
+        async with AsyncExitStack() as stack:
+            try:
+                toolkit = await stack.enter_async_context(hosted.pool.lease(admitted.flora_key))
+            except FloraError as exc:
+                await _key_refused(exc)(scope, receive, send)
+                return
+            if hosted.policy.required:
+                # The SDK's transports tie each session to the user that opened it.
+                scope["user"] = admitted.as_user()
+                scope["auth"] = AuthCredentials([])
+            scope[TOOLKIT_KEY] = toolkit
+            await self.app(scope, receive, send)
+
+    async def _admit(self, request: Request) -> Caller | Response:
+        hosted = self.hosted
+        refusal = await hosted.checks.validate_request(request, is_post=False)
+        if refusal is not None:
+            return refusal
+        if hosted.draining and hosted.opens_session(self.kind, request):
+            return JSONResponse({"error": "shutting_down", "error_description": "This server is shutting down."},
+                                status_code=503, headers={"Retry-After": "1", "Connection": "close"})
+        caller = hosted.policy.authenticate(request.headers)
+        return unauthorized(caller) if isinstance(caller, AuthFailure) else caller
+
+
+def _key_refused(exc: FloraError) -> Response:
+    if isinstance(exc, AuthenticationError | PermissionDeniedError):
+        return unauthorized(AuthFailure("FLORA refused this API key."))
+    log.warning("could not load a caller's technique catalog: %s", exc.message)
+    return JSONResponse({"error": "flora_unavailable",
+                         "error_description": f"The FLORA technique catalog could not be loaded: {exc.message}"},
+                        status_code=503, headers={"Retry-After": "5"})

@@ -1,0 +1,201 @@
+"""Serving the hosted app with uvicorn: refuse an open server off loopback, load the catalog, drain on SIGTERM.
+
+Shutdown (SIGTERM or Ctrl-C): `/readyz` turns 503 and new sessions get 503 (existing ones carry on); every
+in-flight tool call stops waiting for its run and returns it as `running` with its run id (resumable with
+flora_get_run on any replica), for at most DRAIN_TIMEOUT seconds; then open streams end and uvicorn stops. A second
+signal stops at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+import uvicorn
+from anyio.abc import TaskGroup
+from sse_starlette.sse import AppStatus
+
+from flora_mcp.api.errors import FloraError
+from flora_mcp.cli import StartupError, catalog_failure
+from flora_mcp.config import Settings
+from flora_mcp.hosted._app import MCP_PATH, SSE_PATH, HostedApp
+from flora_mcp.hosted._auth import AuthPolicy
+from flora_mcp.hosted._options import HostedOptions, is_loopback, transport_security
+from flora_mcp.hosted._pool import ToolkitPool
+
+__all__ = ["DRAIN_TIMEOUT", "HostedServer", "bind", "serve_http"]
+
+log = logging.getLogger("flora_mcp.hosted")
+
+DRAIN_TIMEOUT = 10.0
+"""Longest a shutdown waits for in-flight calls; they return within a poll once told to stop waiting."""
+FLUSH_DELAY = 0.3
+"""After the last call returned: time for its result to be written to its stream before streams are closed."""
+STREAM_GRACE = 3.0
+"""uvicorn's wait for connections to close once streams were told to end."""
+
+
+async def serve_http(settings: Settings, args: argparse.Namespace) -> None:
+    """Serve streamable HTTP at /mcp and legacy SSE at /sse until SIGTERM or Ctrl-C.
+
+    Raises:
+        StartupError: auth is missing off loopback, the port cannot be bound, or the catalog cannot be loaded.
+    """
+    options = HostedOptions.from_args(args)
+    policy = AuthPolicy.from_settings(settings, per_user_keys=options.per_user_keys)
+    if not is_loopback(options.host) and not policy.required:
+        raise StartupError(
+            f"refusing to serve on {options.host} without auth: anyone who can reach it could spend your FLORA "
+            "credits. Set FLORA_MCP_TOKENS (comma-separated bearer tokens) or pass --per-user-keys, or bind "
+            "--host 127.0.0.1.")
+    if not options.per_user_keys and not settings.api_key_value():
+        raise StartupError("FLORA_API_KEY is not set: the server's own key serves every client (or pass "
+                           "--per-user-keys so each client sends its own).")
+    try:
+        sock = bind(options.host, options.port)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from None
+    try:
+        server = HostedServer(settings, options, policy, sock)
+    except FloraError as exc:
+        sock.close()
+        raise StartupError(exc.message) from None
+    await server.serve(handle_signals=True)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: any free port), made here so the port is known before uvicorn starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handlers: flora-mcp drains first, then asks it to stop."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HostedServer:
+    """One hosted flora-mcp on a bound socket: the app, its toolkits, uvicorn, and the shutdown sequence.
+
+    Args:
+        settings: FLORA settings (the server's own key unless per-user keys).
+        options: the serving flags.
+        policy: who may call.
+        sock: a listening socket from `bind`.
+    """
+
+    def __init__(self, settings: Settings, options: HostedOptions, policy: AuthPolicy, sock: socket.socket) -> None:
+        self.settings = settings
+        self.options = options
+        self.sock = sock
+        self.port: int = sock.getsockname()[1]
+        self.pool = ToolkitPool(settings, per_user_keys=options.per_user_keys)
+        self.hosted = HostedApp(self.pool, policy, transport_security(options, self.port),
+                                stateless=options.stateless)
+        self.uvicorn = _Uvicorn(uvicorn.Config(
+            self.hosted.app, log_config=None, access_log=False, lifespan="on", http="h11", ws="none",
+            timeout_graceful_shutdown=int(STREAM_GRACE)))
+        self.started = anyio.Event()
+        self.failure: StartupError | None = None
+        self._ended_streams = False
+        self._shutting_down = False
+        self._tasks: TaskGroup | None = None
+
+    @property
+    def url(self) -> str:
+        """`http://HOST:PORT` as a client on this machine reaches it."""
+        host = "127.0.0.1" if self.options.host in ("0.0.0.0", "") else self.options.host
+        host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+        return f"http://{host}:{self.port}"
+
+    async def serve(self, *, handle_signals: bool = False) -> None:
+        """Serve until `shutdown()` (or a signal, when `handle_signals`) has drained and stopped the server.
+
+        Raises:
+            StartupError: the server's own catalog could not be loaded.
+        """
+        try:
+            async with self.pool.running(), anyio.create_task_group() as tg:
+                self._tasks = tg
+                if handle_signals:
+                    tg.start_soon(self._watch_signals)
+                tg.start_soon(self._announce)
+                await self.uvicorn.serve(sockets=[self.sock])
+                tg.cancel_scope.cancel()
+        finally:
+            self._tasks = None
+            self.sock.close()
+            if self._ended_streams:
+                # sse-starlette's flag is process-wide: leave it as found for any later server in this process.
+                AppStatus.should_exit = False
+        if self.failure is not None:
+            raise self.failure
+
+    async def _announce(self) -> None:
+        while not self.uvicorn.started:
+            await anyio.sleep(0.01)
+        self.started.set()
+        where = f"{self.url}{MCP_PATH}" if self.options.transport != "sse" else f"{self.url}{SSE_PATH}"
+        mode = "stateless streamable HTTP" if self.options.stateless else "streamable HTTP"
+        log.info("flora-mcp listening on %s (%s at %s, legacy SSE at %s; auth: %s)", where, mode, MCP_PATH,
+                 SSE_PATH, self.hosted.policy.mode)
+        try:
+            count = await self.pool.load_shared()
+        except Exception as exc:
+            self.failure = catalog_failure(self.settings, exc)
+            self.uvicorn.should_exit = True
+            return
+        if self.pool.shared is not None:
+            log.info("serving %d FLORA techniques; ready", count)
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if self._shutting_down:
+                    log.warning("%s again: stopping now", signal.Signals(signum).name)
+                    self.stop_now()
+                elif self._tasks is not None:
+                    log.info("%s: shutting down gracefully", signal.Signals(signum).name)
+                    self._tasks.start_soon(self.shutdown)
+
+    async def shutdown(self) -> None:
+        """Stop taking sessions, let in-flight calls return their run ids, end the streams, stop uvicorn."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        # The socket stays open while draining: a load balancer may still send a request or two before it sees
+        # /readyz fail, and those get a clear 503 rather than a refused connection.
+        self.hosted.draining = True
+        self.pool.stop_waiting()
+        in_flight = self.hosted.in_flight
+        if in_flight.count:
+            log.info("waiting up to %.0f s for %d request(s) in flight", DRAIN_TIMEOUT, in_flight.count)
+            with anyio.move_on_after(DRAIN_TIMEOUT):
+                await in_flight.wait_idle()
+            await anyio.sleep(FLUSH_DELAY)
+        self._ended_streams = True
+        AppStatus.should_exit = True
+        self.uvicorn.should_exit = True
+
+    def stop_now(self) -> None:
+        """Stop without draining: in-flight calls are cut off (their runs stay in the journal)."""
+        self.uvicorn.should_exit = True
+        self.uvicorn.force_exit = True
