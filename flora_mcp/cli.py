@@ -125,10 +125,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     configure_logging(settings.log_level)
     add_secret(settings.api_key_value())
-    if not args.sandbox and not settings.api_key_value():
+    command = args.command or "serve"
+    # Hosted with per-user keys, each client brings its own key: the server needs none.
+    keys_from_clients = command == "serve" and args.transport != "stdio" and args.per_user_keys
+    if not args.sandbox and not settings.api_key_value() and not keys_from_clients:
         _fail("FLORA_API_KEY is not set. Set it to your FLORA API key (sk_live_...), or run with --sandbox to try "
               "the embedded sandbox.", 2)
-    command = args.command or "serve"
     try:
         if command == "serve":
             from flora_mcp.transports import serve
