@@ -48,7 +48,9 @@ class ToolCaller(Protocol):
     # The executor is handed an async callback only (the adapters wrap a plain one), which is what Toolkit awaits.
     async def call(
         self, name: str, arguments: Mapping[str, Any], *, progress: AsyncProgressCallback | None = None
-    ) -> ToolResult: ...
+    ) -> ToolResult:
+        """Run the tool `name` with `arguments`; a failed call is a result, not an exception."""
+        ...
 
 
 async def anthropic_tool_result(

@@ -51,6 +51,7 @@ def _settings_parent() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: serving flags, FLORA settings flags, and the verbs."""
     parent = _settings_parent()
     serve_opts = argparse.ArgumentParser(add_help=False)
     serve_group = serve_opts.add_argument_group("serving")

@@ -69,6 +69,7 @@ class JournalEntry:
     updated_at: float
 
     def as_dict(self) -> dict[str, Any]:
+        """The entry as JSON-ready fields, without the account hash."""
         return {k: v for k, v in self.__dict__.items() if k != "account"}
 
 
@@ -98,6 +99,7 @@ class Journal:
             yield self._db
 
     def close(self) -> None:
+        """Close the database."""
         with self._locked() as db:
             db.close()
 
@@ -137,17 +139,20 @@ class Journal:
                        (*fields.values(), time.time(), idempotency_key))
 
     def get(self, account: str, run_id: str) -> JournalEntry | None:
+        """The latest entry of one account's run, or None."""
         with self._locked() as db:
             row = db.execute("SELECT * FROM runs WHERE account = ? AND run_id = ? ORDER BY created_at DESC LIMIT 1",
                              (account, run_id)).fetchone()
         return _entry(row) if row else None
 
     def get_by_key(self, idempotency_key: str) -> JournalEntry | None:
+        """The entry recorded under an idempotency key, or None."""
         with self._locked() as db:
             row = db.execute("SELECT * FROM runs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
         return _entry(row) if row else None
 
     def recent(self, account: str, *, limit: int = 20, status: str | None = None) -> list[JournalEntry]:
+        """One account's latest entries, newest first, optionally only those in one status."""
         query = "SELECT * FROM runs WHERE account = ?"
         params: list[Any] = [account]
         if status:
@@ -173,6 +178,7 @@ class Journal:
         return [dict(row) for row in rows]
 
     def count(self, account: str | None = None) -> int:
+        """How many entries the journal holds, for one account or for all."""
         with self._locked() as db:
             if account is None:
                 return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
@@ -187,4 +193,5 @@ def _entry(row: sqlite3.Row) -> JournalEntry:
 
 
 def entries_as_dicts(entries: Sequence[JournalEntry]) -> list[dict[str, Any]]:
+    """`JournalEntry.as_dict` of each entry."""
     return [e.as_dict() for e in entries]

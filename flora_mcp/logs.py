@@ -20,6 +20,15 @@ def add_secret(secret: str | None) -> None:
 
 
 def redact(text: str, secrets: Iterable[str] | None = None) -> str:
+    """`text` with every secret replaced by a marker.
+
+    Args:
+        text: Any text bound for a log, an error message or a result.
+        secrets: The values to hide; by default every one given to `add_secret`.
+
+    Returns:
+        The text, redacted.
+    """
     for secret in secrets if secrets is not None else _secrets:
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
@@ -30,6 +39,7 @@ class RedactingFilter(logging.Filter):
     """Replaces every known secret in a record's message and traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; never drops it."""
         if not _secrets:
             return True
         record.msg = redact(record.getMessage())

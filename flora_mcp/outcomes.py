@@ -13,6 +13,7 @@ GET_RUN = "flora_get_run"
 
 
 def technique_ref(technique: Technique | None) -> TechniqueRef | None:
+    """The short reference to a technique that results carry (id, slug, name), or None."""
     if technique is None:
         return None
     return TechniqueRef(technique_id=technique.technique_id, slug=technique.slug, name=technique.name or

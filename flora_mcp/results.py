@@ -69,6 +69,7 @@ class ToolResult(BaseModel):
 
     @property
     def is_error(self) -> bool:
+        """Whether the call failed (failed, invalid or error): the MCP `isError` flag."""
         return self.status in ERROR_STATUSES
 
     def structured(self) -> dict[str, Any]:

@@ -76,6 +76,7 @@ class FloraClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
         await self._http.aclose()
 
     # Techniques -------------------------------------------------------------------------------------------------
@@ -185,6 +186,7 @@ class FloraClient:
         return [_parse(Run, item, endpoint=endpoint, request_id=rid) for item in items], _next_cursor(body)
 
     async def list_workspaces(self) -> list[Workspace]:
+        """The workspaces this key can run techniques in (`GET /workspaces`)."""
         endpoint = "GET /workspaces"
         body, rid = await self._request("GET", "workspaces", endpoint=endpoint)
         items = _list_field(body, "workspaces", endpoint=endpoint, request_id=rid)

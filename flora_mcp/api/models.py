@@ -63,6 +63,7 @@ class Technique(_Model):
 
     @property
     def is_summary(self) -> bool:
+        """Whether this is a list item without inputs, whose full schema must be fetched."""
         return self.inputs is None
 
     @property
@@ -132,6 +133,7 @@ class Run(_Model):
 
     @property
     def is_terminal(self) -> bool:
+        """Whether the run has finished, completed or failed, and will not change again."""
         return self.status in TERMINAL_STATUSES
 
 

@@ -95,5 +95,6 @@ class RetryPolicy:
         return max(when - (time.time() if now is None else now), 0.0)
 
     def log_retry(self, error: APIError, *, attempt: int, wait: float) -> None:
+        """Log one retry as a warning: which request, why, which attempt, how long until it."""
         log.warning("%s failed (%s); retry %d/%d in %.2fs", error.endpoint, error.code, attempt + 1,
                     self.max_retries, wait)
