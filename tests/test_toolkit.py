@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import io
 import json
 import re
@@ -263,3 +264,9 @@ async def test_the_mcp_server_lists_exactly_the_toolkits_tools(toolkits: dict[st
         assert tool.input_schema == definition["inputSchema"]
         assert tool.output_schema == definition.get("outputSchema")
         assert tool.description == definition["description"]
+
+
+def test_the_package_is_marked_typed_for_type_checkers() -> None:
+    # PEP 561: without the marker, mypy and pyright ignore the library's annotations. The wheel ships every file of
+    # the package folder, so the marker here is the marker in the wheel.
+    assert (importlib.resources.files("flora_mcp") / "py.typed").is_file()
