@@ -1,0 +1,55 @@
+"""The MCP Inspector CLI (@modelcontextprotocol/inspector) lists and calls flora-mcp's tools, over stdio and HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.clients.clients_support import NodeTools, flora_mcp_command, json_output, tail
+
+# What a client config would pass: flora-mcp's own environment, given through the Inspector's -e options.
+SERVER_ENV = ["-e", "FLORA_JOURNAL=:memory:", "-e", "FLORA_CATALOG_CACHE=off", "-e", "FLORA_POLL_INTERVAL=0.1"]
+STDIO_SERVER = [*SERVER_ENV, "--", *flora_mcp_command(), "--sandbox"]
+
+
+def tool_names(listing: dict[str, Any]) -> set[str]:
+    return {tool["name"] for tool in listing["result"]["tools"]}
+
+
+def assert_completed_qr_code(call: dict[str, Any]) -> None:
+    result = call["result"]
+    assert result["isError"] is False, result
+    data = result["structuredContent"]
+    assert data["status"] == "completed", data
+    assert data["technique"]["slug"] == "qr-code-generator"
+    url = data["outputs"][0]["url"]
+    assert url.startswith("http://127.0.0.1:") and url.endswith(".png"), url
+    assert url in result["content"][0]["text"]  # clients that show only text still get the URL
+
+
+def test_inspector_lists_every_technique_over_stdio_and_finds_no_schema_portability_errors(
+        node_tools: NodeTools) -> None:
+    # --strict: the Inspector checks each tool schema for what other clients reject; exit 6 on any error.
+    proc = node_tools.inspector("--strict", "--method", "tools/list", *STDIO_SERVER)
+    assert proc.returncode == 0, tail(proc.stderr)
+    listing = json_output(proc)
+    assert {"cctv-cam", "qr-code-generator", "flora_get_run", "flora_list_runs"} <= tool_names(listing)
+    for tool in listing["result"]["tools"]:
+        assert tool["description"] and tool["inputSchema"]["type"] == "object", tool["name"]
+
+
+def test_inspector_calls_a_sandbox_technique_over_stdio(node_tools: NodeTools) -> None:
+    proc = node_tools.inspector("--method", "tools/call", "--tool-name", "qr-code-generator",
+                                "--tool-arg", "content=hello", *STDIO_SERVER)
+    assert proc.returncode == 0, tail(proc.stderr)
+    assert_completed_qr_code(json_output(proc))
+
+
+def test_inspector_lists_and_calls_over_streamable_http(node_tools: NodeTools, hosted_url: str) -> None:
+    listing = node_tools.inspector(hosted_url, "--method", "tools/list")
+    assert listing.returncode == 0, tail(listing.stderr)
+    assert {"cctv-cam", "qr-code-generator"} <= tool_names(json_output(listing))
+
+    call = node_tools.inspector(hosted_url, "--method", "tools/call", "--tool-name", "qr-code-generator",
+                                "--tool-arg", "content=over http")
+    assert call.returncode == 0, tail(call.stderr)
+    assert_completed_qr_code(json_output(call))
