@@ -17,15 +17,19 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import anyio
 import httpx
-import mcp.types as types
 from PIL import Image
 
 from flora_mcp import __version__
 from flora_mcp.results import OutputFile
+
+if TYPE_CHECKING:
+    # Importing mcp.types takes about a second: the CLI's downloads must not pay for it.
+    import mcp.types as types
 
 __all__ = [
     "FETCH_TIMEOUT",
@@ -234,6 +238,8 @@ async def _preview_of(output: OutputFile, *, flora_base_url: str, client: httpx.
     except (FetchRefused, ValueError) as exc:
         log.warning("no preview of output %s: %s", output.output_id, exc)
         return None
+    import mcp.types as types
+
     return types.ImageContent(type="image", data=base64.b64encode(data).decode("ascii"), mime_type=mime_type,
                               _meta={"output_id": output.output_id, "preview": True})
 

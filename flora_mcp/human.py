@@ -1,0 +1,299 @@
+"""The verbs for people at a terminal: `techniques`, `describe TECHNIQUE` and `run TECHNIQUE key=value ...`.
+
+`run` goes through `Toolkit.call`, exactly as an MCP tool call does: the same validation, cost caps, retries, journal
+and result. Tables and results go to stdout; progress, warnings and errors go to stderr, so `--json` output can be
+piped. `--download DIR` saves the outputs under the same URL policy as previews (`flora_mcp.previews`).
+
+Exit codes:
+    0: the command did what it was asked (`run`: the run completed, and every output was saved with --download).
+    1: the run failed, FLORA or the network answered an error, the run was still going when flora-mcp stopped
+       waiting, an output could not be saved, or the catalog could not be loaded.
+    2: invalid usage or arguments: an unknown technique, a malformed KEY=VALUE, inputs the technique's schema
+       rejects, or a call refused by FLORA_MAX_COST_PER_CALL / FLORA_SESSION_BUDGET. Nothing was submitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import os
+import re
+import sys
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import anyio
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from flora_mcp.catalog import URL_TYPES, TechniqueTool, format_usd
+from flora_mcp.config import Settings
+from flora_mcp.previews import FetchRefused, open_output
+from flora_mcp.results import ToolResult
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "MAX_DOWNLOAD_BYTES", "parse_inputs", "run_command"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+MAX_DOWNLOAD_BYTES = 2 * 1024**3
+"""The largest output file `--download` saves; a video can be large, but not without bound."""
+DOWNLOAD_TIMEOUT = 300.0
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class UsageError(Exception):
+    """The command line cannot be run as given; the message says why."""
+
+
+def _console(stream: IO[str]) -> Console:
+    # Piped output keeps long URLs on one line rather than wrapping them at rich's default of 80 columns.
+    wide = stream.isatty() or "COLUMNS" in os.environ
+    return Console(file=stream, width=None if wide else 200, highlight=False)
+
+
+async def run_command(command: str, settings: Settings, args: argparse.Namespace) -> int:
+    """Run one human verb and return the process exit code.
+
+    Args:
+        command: `techniques`, `describe` or `run`.
+        settings: the settings from the environment and flags.
+        args: the parsed command line (`sandbox`, and the verb's own arguments).
+
+    Returns:
+        EXIT_OK, EXIT_FAILED or EXIT_USAGE (see the module docstring).
+    """
+    from flora_mcp.cli import open_toolkit, settings_with_sandbox
+
+    out, err = _console(sys.stdout), _console(sys.stderr)
+    if command == "run":
+        try:
+            inputs = parse_inputs(args.inputs)
+        except UsageError as exc:
+            err.print(f"flora-mcp: {escape(str(exc))}")
+            return EXIT_USAGE
+        # A person at a terminal waits for the run, not for an agent's 60-second client limit.
+        if "max_wait" not in settings.model_fields_set:
+            settings = settings.model_copy(update={"max_wait": settings.run_timeout})
+    async with settings_with_sandbox(settings, args.sandbox) as effective, open_toolkit(effective) as toolkit:
+        if command == "techniques":
+            out.print(techniques_table(list(toolkit.catalog.tools.values())))
+            return EXIT_OK
+        tool = toolkit.catalog.find(args.technique)
+        if tool is None:
+            err.print(f"flora-mcp: no technique matches {escape(repr(args.technique))}; "
+                      "`flora-mcp techniques` lists them.")
+            return EXIT_USAGE
+        if command == "describe":
+            describe(out, tool)
+            return EXIT_OK
+        result = await _call_with_progress(toolkit, tool, inputs, err)
+        saved: list[Path] = []
+        download_failed = False
+        if args.download and result.status == "completed":
+            saved, download_failed = await download_outputs(result, Path(args.download),
+                                                            flora_base_url=effective.base_url, err=err)
+        if args.json:
+            body = {"tool": result.tool, **result.structured()}
+            if args.download:
+                body["saved"] = [str(p) for p in saved]
+            sys.stdout.write(json.dumps(body, indent=2) + "\n")
+        else:
+            show_result(out if not result.is_error else err, result, saved)
+        if download_failed:
+            return EXIT_FAILED
+        return exit_code(result)
+
+
+def exit_code(result: ToolResult) -> int:
+    """0 for a completed run, 2 for a call refused before anything was sent, 1 for everything else."""
+    if result.status == "completed":
+        return EXIT_OK
+    if result.status == "invalid":
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def parse_inputs(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs as tool arguments; a key given more than once becomes a list of its values.
+
+    Raises:
+        UsageError: a pair without `=` or with an empty key.
+    """
+    inputs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"inputs are KEY=VALUE, got {pair!r}")
+        if key not in inputs:
+            inputs[key] = value
+        elif isinstance(inputs[key], list):
+            inputs[key].append(value)
+        else:
+            inputs[key] = [inputs[key], value]
+    return inputs
+
+
+# techniques and describe -------------------------------------------------------------------------------------------
+
+
+def _input_summary(tool: TechniqueTool) -> str:
+    parts = []
+    for io in tool.technique.inputs or []:
+        kind = "URL" if io.type in URL_TYPES else io.type
+        parts.append(f"{io.id}{'?' if io.optional else ''}{'...' if io.allow_multiple else ''} ({kind})")
+    return ", ".join(parts) or "none"
+
+
+def techniques_table(tools: list[TechniqueTool]) -> Table:
+    """Every technique: name, tool name, inputs (`?` optional, `...` several values) and price per run."""
+    table = Table(title=f"{len(tools)} FLORA techniques", caption="KEY? optional, KEY... several values; "
+                  "`flora-mcp describe TOOL` for details.")
+    table.add_column("Technique")
+    table.add_column("Tool", no_wrap=True)
+    table.add_column("Inputs")
+    table.add_column("Cost", justify="right", no_wrap=True)
+    for tool in sorted(tools, key=lambda t: (t.technique.name or t.name).lower()):
+        table.add_row(escape(tool.technique.name or tool.name), tool.name, escape(_input_summary(tool)),
+                      format_usd(tool.technique.run_cost))
+    return table
+
+
+def describe(console: Console, tool: TechniqueTool) -> None:
+    """One technique: what it does, its price, its inputs and outputs, its JSON Schema and an example command."""
+    technique = tool.technique
+    facts = Table.grid(padding=(0, 2))
+    facts.add_row("Tool", tool.name)
+    facts.add_row("Slug", technique.slug or "-")
+    facts.add_row("Technique id", technique.technique_id)
+    facts.add_row("Cost", f"{format_usd(technique.run_cost)} per run")
+    console.print(Panel(facts, title=escape(technique.name or tool.name),
+                        subtitle=escape(technique.description or ""), title_align="left", expand=False))
+    inputs = Table(title="Inputs", title_justify="left")
+    for column in ("Input", "Type", "Required", "Several", "Description"):
+        inputs.add_column(column)
+    properties = tool.input_schema.get("properties", {})
+    for io in technique.inputs or []:
+        inputs.add_row(io.id, io.type, "no" if io.optional else "yes", "yes" if io.allow_multiple else "no",
+                       escape(properties.get(io.id, {}).get("description", "")))
+    console.print(inputs)
+    if technique.outputs:
+        console.print("Outputs: " + escape(", ".join(f"{o.name or o.id} ({o.type})" for o in technique.outputs)))
+    console.print("Input schema:")
+    console.print(Syntax(json.dumps(tool.input_schema, indent=2), "json", background_color="default"))
+    example = " ".join(f"{io.id}={'URL' if io.type in URL_TYPES else '...'}"
+                       for io in technique.inputs or [] if not io.optional)
+    console.print(f"Run it: flora-mcp run {tool.name} {escape(example)}".rstrip())
+
+
+# run ------------------------------------------------------------------------------------------------------------
+
+
+async def _call_with_progress(toolkit: Any, tool: TechniqueTool, inputs: dict[str, Any], err: Console) -> ToolResult:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"{tool.name}: starting", total=100.0)
+
+        async def progress(percent: float, message: str) -> None:
+            bar.update(task, completed=percent, description=f"{tool.name}: {escape(message)}")
+
+        result: ToolResult = await toolkit.call(tool.name, inputs, progress=progress)
+        if result.status == "completed":
+            bar.update(task, completed=100.0, description=f"{tool.name}: completed")
+    return result
+
+
+def show_result(console: Console, result: ToolResult, saved: list[Path]) -> None:
+    """The result for a person: status, outputs (and where they were saved), cost, and what to do next."""
+    name = result.technique.name if result.technique else result.tool
+    if result.status == "completed":
+        runs = f"{len(result.runs)} runs" if result.runs else f"run {result.run_id}"
+        console.print(f"{escape(name)}: {runs} completed.")
+    else:
+        console.print(f"[bold]{escape(name)}: {result.status}[/bold]"
+                      + (f" ({escape(result.error_code)})" if result.error_code else "")
+                      + (f": {escape(result.error_message)}" if result.error_message else ""))
+        if result.run_id:
+            console.print(f"Run id: {result.run_id}")
+    for field in result.error_fields:
+        console.print(f"  - {escape(field.field)}: {escape(field.message)}")
+    if result.outputs:
+        table = Table("Output", "Type", "URL")
+        for output in result.outputs:
+            table.add_row(escape(output.output_id), output.type, escape(output.url))
+        console.print(table)
+    for path in saved:
+        console.print(f"Saved {escape(str(path))}")
+    if result.charged_cost is not None:
+        console.print(f"Charged: {format_usd(result.charged_cost)}")
+    if result.session_spend is not None:
+        console.print(f"Spent by this command: {format_usd(result.session_spend)}")
+    if result.next_step and result.status != "completed":
+        console.print(f"Next: {escape(result.next_step)}")
+
+
+def _filename(run_id: str | None, output_id: str, url: str, content_type: str) -> str:
+    suffix = PurePosixPath(urlsplit(url).path).suffix
+    if not suffix or len(suffix) > 6:
+        suffix = mimetypes.guess_extension(content_type) or ""
+    stem = _UNSAFE.sub("_", f"{run_id}-{output_id}" if run_id else output_id).strip("._") or "output"
+    return f"{stem}{suffix}"
+
+
+def _unused(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
+async def download_outputs(result: ToolResult, directory: Path, *, flora_base_url: str,
+                           err: Console) -> tuple[list[Path], bool]:
+    """Save every output of a result into `directory` (made if missing), never overwriting a file.
+
+    Returns:
+        The files saved, and whether any output could not be saved.
+    """
+    await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
+    runs = result.runs or [result]
+    saved: list[Path] = []
+    failed = False
+    for run in runs:
+        for output in run.outputs:
+            try:
+                saved.append(await _download(output.url, directory, run.run_id, output.output_id,
+                                             flora_base_url=flora_base_url))
+            except (FetchRefused, OSError) as exc:
+                failed = True
+                err.print(f"flora-mcp: output {escape(output.output_id)} not saved: {escape(str(exc))}")
+    return saved, failed
+
+
+async def _download(url: str, directory: Path, run_id: str | None, output_id: str, *, flora_base_url: str) -> Path:
+    with anyio.fail_after(DOWNLOAD_TIMEOUT):
+        async with open_output(url, flora_base_url=flora_base_url) as response:
+            media_type = response.headers.get("content-type", "").split(";")[0].strip()
+            path = _unused(directory / _filename(run_id, output_id, url, media_type))
+            partial = path.with_name(path.name + ".part")
+            size = 0
+            try:
+                async with await anyio.open_file(partial, "xb") as file:
+                    async for chunk in response.aiter_bytes(64 * 1024):
+                        size += len(chunk)
+                        if size > MAX_DOWNLOAD_BYTES:
+                            raise FetchRefused(f"more than the {MAX_DOWNLOAD_BYTES}-byte cap")
+                        await file.write(chunk)
+                await anyio.Path(partial).rename(path)
+            except BaseException:
+                await anyio.Path(partial).unlink(missing_ok=True)
+                raise
+    return path
