@@ -1,21 +1,6 @@
 #!/usr/bin/env node
 // A real MCP client built on @modelcontextprotocol/sdk (the TypeScript SDK): connect over stdio or streamable HTTP,
 // list the tools, optionally call one with a progress handler, and print one JSON object of what it saw on stdout.
-//
-//   node clients/sdk_client.mjs [options] -- COMMAND [ARGS...]     stdio: spawn the server
-//   node clients/sdk_client.mjs [options] --url http://HOST:PORT/mcp  streamable HTTP
-//
-// Options:
-//   --env KEY=VALUE      environment for a stdio server, on top of the SDK's safe defaults (repeatable)
-//   --header "N: V"      HTTP header for every request (repeatable)
-//   --tool NAME          call this tool after listing
-//   --arg KEY=VALUE      tool argument (repeatable)
-//   --timeout MS         the request timeout of the call (the SDK's default is 60000)
-//   --reset-timeout-on-progress   restart the timeout on every progress notification
-//   --control            also make the same call at the same time WITHOUT resetting the timeout, to show the
-//                        timeout really is shorter than the run (it should fail with RequestTimeout, -32001)
-//
-// Exit status: 0 when listing and the call (if any) succeeded with isError false; 1 otherwise; 2 for bad usage.
 
 import { parseArgs } from "node:util";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -33,8 +18,28 @@ function pairs(values, separator) {
   return out;
 }
 
+const USAGE = `usage:
+  node clients/sdk_client.mjs [options] -- COMMAND [ARGS...]       stdio: spawn the server
+  node clients/sdk_client.mjs [options] --url http://HOST:PORT/mcp   streamable HTTP
+
+options:
+  --env KEY=VALUE      environment for a stdio server, on top of the SDK's safe defaults (repeatable)
+  --header "N: V"      HTTP header for every request (repeatable)
+  --tool NAME          call this tool after listing
+  --arg KEY=VALUE      tool argument (repeatable)
+  --timeout MS         the request timeout of the call (the SDK's default is 60000)
+  --reset-timeout-on-progress
+                       restart the timeout on every progress notification
+  --control            also make the same call at the same time WITHOUT resetting the timeout, to show that the
+                       timeout really is shorter than the run (it should fail with RequestTimeout, -32001)
+
+Prints one JSON object: the tools, and for a call its result, each progress notification with the milliseconds
+since the call began (at_ms), and elapsed_ms. Exit status: 0 when listing and the call (if any) succeeded with
+isError false; 1 otherwise; 2 for bad usage.
+`;
+
 function usage(message) {
-  process.stderr.write(`sdk_client: ${message}\n`);
+  process.stderr.write(`sdk_client: ${message}\n\n${USAGE}`);
   process.exit(2);
 }
 
@@ -51,12 +56,17 @@ try {
       timeout: { type: "string", default: "60000" },
       "reset-timeout-on-progress": { type: "boolean", default: false },
       control: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
     },
   });
 } catch (error) {
   usage(error.message);
 }
 const { values: opts, positionals } = parsed;
+if (opts.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 if (!opts.url && positionals.length === 0) usage("give --url URL or -- COMMAND [ARGS...]");
 const timeout = Number.parseInt(opts.timeout, 10);
 if (!(timeout > 0)) usage(`--timeout must be a positive number of milliseconds, got ${opts.timeout}`);
