@@ -16,6 +16,7 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 
 from flora_mcp import __version__
+from flora_mcp.tasks import install_tasks
 from flora_mcp.toolkit import Toolkit
 
 __all__ = ["INSTRUCTIONS", "ToolkitResolver", "create_server"]
@@ -101,7 +102,7 @@ def create_server(resolve: ToolkitResolver) -> Server[Any]:
         return types.ReadResourceResult(contents=[types.TextResourceContents(
             uri=uri, mime_type="application/json", text=json.dumps(body, indent=2))])
 
-    return Server(
+    server = Server(
         "flora-mcp",
         version=__version__,
         title="FLORA",
@@ -112,3 +113,5 @@ def create_server(resolve: ToolkitResolver) -> Server[Any]:
         on_list_resource_templates=list_templates,
         on_read_resource=read_resource,
     )
+    # MCP tasks for clients that negotiate them, when FLORA_TASKS is on (see flora_mcp.tasks).
+    return install_tasks(server, resolve)

@@ -1,0 +1,199 @@
+"""MCP tasks (2025-11-25, behind FLORA_TASKS): negotiation in memory, the task lifecycle over a real stdio pipe.
+
+The SDK's own client validates a `tools/call` answer as a `CallToolResult`, so it cannot make a task-augmented call;
+the lifecycle tests speak JSON-RPC to `python -m flora_mcp` over stdio, as a client such as VS Code does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+import mcp.types as types
+import pytest
+from anyio.streams.text import TextReceiveStream
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from flora_mcp.sandbox import Sandbox, serve_sandbox
+from flora_mcp.server import create_server
+from flora_mcp.toolkit import Toolkit
+from tests.conftest import TEST_KEY, sandbox_config, settings_for
+
+RELATED = "io.modelcontextprotocol/related-task"
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """The sandbox, answering estimated_seconds 0 so that the client polls at once."""
+    async with serve_sandbox(sandbox_config(estimate_scale=0)) as box:
+        yield box
+
+
+def in_memory(kit: Toolkit, mode: Literal["legacy", "auto"] = "legacy") -> Client:
+    async def resolve(ctx: object) -> Toolkit:
+        return kit
+
+    return Client(create_server(resolve), mode=mode, raise_exceptions=True)
+
+
+@pytest.mark.anyio
+async def test_with_the_flag_a_2025_11_25_client_is_offered_tasks_on_technique_tools(sandbox: Sandbox) -> None:
+    async with Toolkit(settings_for(sandbox, tasks=True)) as kit, in_memory(kit) as client:
+        assert client.protocol_version == "2025-11-25"
+        tasks = client.server_capabilities.tasks
+        assert tasks is not None and tasks.list is not None and tasks.cancel is not None
+        assert tasks.requests is not None and tasks.requests.tools is not None and tasks.requests.tools.call
+        support = {t.name: t.execution.task_support if t.execution else None for t in (await client.list_tools()).tools}
+        assert support["cctv-cam"] == support["qr-code-generator"] == "optional"
+        assert support["flora_get_run"] is support["flora_spend"] is None
+        plain = await client.call_tool("qr-code-generator", {"content": "no task asked"})
+        assert plain.is_error is False and (plain.structured_content or {})["status"] == "completed"
+        with pytest.raises(MCPError) as unknown:
+            await client.session.send_request(
+                types.GetTaskRequest(params=types.GetTaskRequestParams(task_id="nope")), types.GetTaskResult)
+        assert unknown.value.code == -32602
+
+
+@pytest.mark.anyio
+async def test_without_the_flag_nothing_about_tasks_is_offered(sandbox: Sandbox) -> None:
+    async with Toolkit(settings_for(sandbox)) as kit, in_memory(kit) as client:
+        assert client.server_capabilities.tasks is None
+        assert all(t.execution is None for t in (await client.list_tools()).tools)
+        with pytest.raises(MCPError) as missing:
+            await client.session.send_request(types.ListTasksRequest(), types.ListTasksResult)
+        assert missing.value.code == -32601
+
+
+@pytest.mark.anyio
+async def test_a_2026_client_keeps_the_normal_behaviour_even_with_the_flag(sandbox: Sandbox) -> None:
+    async with Toolkit(settings_for(sandbox, tasks=True)) as kit, in_memory(kit, mode="auto") as client:
+        assert client.protocol_version != "2025-11-25"
+        assert all(t.execution is None for t in (await client.list_tools()).tools)
+        result = await client.call_tool("qr-code-generator", {"content": "modern"})
+        assert (result.structured_content or {})["status"] == "completed"
+
+
+class StdioPeer:
+    """A JSON-RPC client over a flora-mcp process's stdin and stdout."""
+
+    def __init__(self, process: anyio.abc.Process) -> None:
+        self.process = process
+        self.lines = TextReceiveStream(process.stdout)  # type: ignore[arg-type]
+        self.buffer = ""
+        self.next_id = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send((json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode())
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The response to one request (its `result`, or its `error` under the key "error")."""
+        self.next_id += 1
+        await self.send({"id": self.next_id, "method": method, "params": params or {}})
+        with anyio.fail_after(20):
+            while True:
+                while "\n" not in self.buffer:
+                    self.buffer += await self.lines.receive()
+                line, self.buffer = self.buffer.split("\n", 1)
+                message = json.loads(line)
+                if message.get("id") == self.next_id:
+                    return message.get("result") or {"error": message["error"]}
+
+
+@pytest.fixture
+async def peer(sandbox: Sandbox) -> AsyncIterator[StdioPeer]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
+    env.update({"FLORA_API_KEY": TEST_KEY, "FLORA_BASE_URL": sandbox.base_url, "FLORA_TASKS": "on",
+                "FLORA_JOURNAL": ":memory:", "FLORA_CATALOG_CACHE": "off", "FLORA_POLL_INTERVAL": "0.05",
+                "FLORA_LOG_LEVEL": "WARNING", "FLORA_TOOLS_MODE": "full"})
+    async with await anyio.open_process([sys.executable, "-m", "flora_mcp"], env=env) as process:
+        client = StdioPeer(process)
+        hello = await client.request("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                                    "clientInfo": {"name": "tasks-test", "version": "1"}})
+        assert hello["capabilities"]["tasks"]["requests"] == {"tools": {"call": {}}}
+        await client.send({"method": "notifications/initialized"})
+        try:
+            yield client
+        finally:
+            assert process.stdin is not None
+            await process.stdin.aclose()
+            with anyio.fail_after(10):
+                await process.wait()
+
+
+def call_as_task(name: str, arguments: dict[str, Any], ttl: int = 60_000) -> dict[str, Any]:
+    return {"name": name, "arguments": arguments, "task": {"ttl": ttl}}
+
+
+@pytest.mark.anyio
+async def test_a_task_follows_the_run_and_its_result_carries_the_task_id(sandbox: Sandbox, peer: StdioPeer) -> None:
+    sandbox.state.run_delay = 1.0
+    started = anyio.current_time()
+    created = await peer.request("tools/call", call_as_task("qr-code-generator", {"content": "task me"}))
+    assert anyio.current_time() - started < 0.8  # answered before the 1 s run could end
+    task = created["task"]
+    assert task["status"] == "working" and task["ttl"] == 60_000 and task["createdAt"].endswith("Z")
+    assert "Do not call the tool again" in created["_meta"]["io.modelcontextprotocol/model-immediate-response"]
+    with anyio.fail_after(5):
+        while "%" not in (state := await peer.request("tasks/get", {"taskId": task["taskId"]}))["statusMessage"]:
+            await anyio.sleep(0.05)
+    assert state["status"] == "working" and state["taskId"] == task["taskId"]
+
+    result = await peer.request("tasks/result", {"taskId": task["taskId"]})  # blocks until the run ends
+    assert result["isError"] is False and result["_meta"][RELATED] == {"taskId": task["taskId"]}
+    assert result["structuredContent"]["status"] == "completed" and result["structuredContent"]["charged_cost"] == 0.01
+    assert "resultType" not in result  # a 2025-11-25 CallToolResult, nothing from a later revision
+    done = await peer.request("tasks/get", {"taskId": task["taskId"]})
+    assert done["status"] == "completed" and "completed" in done["statusMessage"]
+    assert [t["taskId"] for t in (await peer.request("tasks/list"))["tasks"]] == [task["taskId"]]
+    again = await peer.request("tasks/cancel", {"taskId": task["taskId"]})
+    assert again["error"]["code"] == -32602  # a finished task cannot be cancelled
+    assert len(sandbox.runs) == 1
+
+
+@pytest.mark.anyio
+async def test_a_failed_run_fails_its_task_and_a_tool_without_task_support_is_refused(sandbox: Sandbox,
+                                                                                     peer: StdioPeer) -> None:
+    created = await peer.request("tools/call", call_as_task("flaky-provider", {"prompt": "please fail"}))
+    result = await peer.request("tasks/result", {"taskId": created["task"]["taskId"]})
+    assert result["isError"] is True and result["structuredContent"]["error_code"] == "provider_error"
+    assert (await peer.request("tasks/get", {"taskId": created["task"]["taskId"]}))["status"] == "failed"
+    refused = await peer.request("tools/call", call_as_task("flora_spend", {}))
+    assert refused["error"]["code"] == -32601
+    invalid = await peer.request("tools/call", call_as_task("qr-code-generator", {}))
+    invalid_result = await peer.request("tasks/result", {"taskId": invalid["task"]["taskId"]})
+    assert invalid_result["isError"] is True and invalid_result["structuredContent"]["status"] == "invalid"
+    assert len(sandbox.runs) == 1
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_task_stops_waiting_but_not_the_paid_run(sandbox: Sandbox, peer: StdioPeer) -> None:
+    sandbox.state.run_delay = 2.0
+    created = await peer.request("tools/call", call_as_task("qr-code-generator", {"content": "long"}))
+    task_id = created["task"]["taskId"]
+    with anyio.fail_after(5):
+        while not sandbox.runs:
+            await anyio.sleep(0.02)
+    cancelled = await peer.request("tasks/cancel", {"taskId": task_id})
+    assert cancelled["status"] == "cancelled" and "goes on and is charged" in cancelled["statusMessage"]
+    result = await peer.request("tasks/result", {"taskId": task_id})
+    assert result["isError"] is True and result["structuredContent"]["error_code"] == "task_cancelled"
+    assert "flora_list_runs" in result["structuredContent"]["next_step"]
+    polls = len(sandbox.requests_for("get_technique_run")) + len(sandbox.requests_for("get_run"))
+    with anyio.fail_after(5):
+        while sandbox.runs[0].status != "completed":
+            await anyio.sleep(0.05)
+    assert len(sandbox.requests_for("get_technique_run")) + len(sandbox.requests_for("get_run")) == polls
+    assert (await peer.request("tasks/get", {"taskId": task_id}))["status"] == "cancelled"  # and it stays so
+    # The journal kept the run: the agent picks it up by id.
+    runs = (await peer.request("tools/call", {"name": "flora_list_runs", "arguments": {}}))["structuredContent"]
+    run_id = runs["data"]["runs"][0]["run_id"]
+    picked = await peer.request("tools/call", {"name": "flora_get_run", "arguments": {"run_id": run_id}})
+    assert picked["structuredContent"]["status"] == "completed"
+    assert len(sandbox.runs) == 1
