@@ -24,7 +24,15 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from pydantic import SecretStr
 
 from flora_mcp.config import Settings
-from flora_mcp.hosted import AuthPolicy, HostedOptions, HostedServer, bind, is_loopback, transport_security
+from flora_mcp.hosted import (
+    DRAIN_TIMEOUT,
+    AuthPolicy,
+    HostedOptions,
+    HostedServer,
+    bind,
+    is_loopback,
+    transport_security,
+)
 from flora_mcp.hosted._auth import AuthFailure, Caller
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
 from flora_mcp.toolkit import Toolkit
@@ -446,21 +454,29 @@ async def test_sigterm_mid_call_returns_the_run_id_and_exits_in_bound() -> None:
                     if message and message != "submitting":
                         submitted.set()
 
+                signalled: list[float] = []
+
                 async def terminate_once_submitted() -> None:
                     with anyio.fail_after(20):
                         await submitted.wait()
+                    # Twice, as supervisors that signal the whole process group do: still a graceful drain.
                     proc.send_signal(signal.SIGTERM)
+                    proc.send_signal(signal.SIGTERM)
+                    signalled.append(anyio.current_time())
 
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(terminate_once_submitted)
                     with anyio.fail_after(15):
                         result = await session.call_tool("qr-code-generator", {"content": "sigterm"},
                                                          progress_callback=on_progress)
+                returned = anyio.current_time() - signalled[0]
             data = data_of(result)
             assert data["status"] in ("pending", "running") and data["run_id"] == box.runs[0].run_id
             assert "flora_get_run" in (data.get("next_step") or "")
+            assert returned < 3  # the call stopped waiting at once, though the run goes on for a minute
             code = await anyio.to_thread.run_sync(lambda: proc.wait(timeout=15))
             assert code == 0
+            assert anyio.current_time() - signalled[0] < DRAIN_TIMEOUT
         finally:
             if proc.poll() is None:
                 proc.kill()

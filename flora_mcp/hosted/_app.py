@@ -25,7 +25,7 @@ from starlette.authentication import AuthCredentials
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flora_mcp.api.errors import AuthenticationError, FloraError, PermissionDeniedError
 from flora_mcp.hosted._auth import AuthFailure, AuthPolicy, Caller, unauthorized
@@ -167,7 +167,7 @@ class _Guard:
                 scope["user"] = admitted.as_user()
                 scope["auth"] = AuthCredentials([])
             scope[TOOLKIT_KEY] = toolkit
-            await self.app(scope, receive, send)
+            await _completing(self.app, scope, receive, send)
 
     async def _admit(self, request: Request) -> Caller | Response:
         hosted = self.hosted
@@ -179,6 +179,30 @@ class _Guard:
                                 status_code=503, headers={"Retry-After": "1", "Connection": "close"})
         caller = hosted.policy.authenticate(request.headers)
         return unauthorized(caller) if isinstance(caller, AuthFailure) else caller
+
+
+async def _completing(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run `app`, then end its response if it left one open.
+
+    sse-starlette cancels its streams on shutdown without their last body message; ending them here closes the
+    connection cleanly instead of uvicorn logging an incomplete response.
+    """
+    started = completed = False
+
+    async def watch(message: Message) -> None:
+        nonlocal started, completed
+        if message["type"] == "http.response.start":
+            started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            completed = True
+        await send(message)
+
+    try:
+        await app(scope, receive, watch)
+    finally:
+        if started and not completed:
+            with anyio.CancelScope(shield=True):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _key_refused(exc: FloraError) -> Response:

@@ -3,7 +3,7 @@
 Shutdown (SIGTERM or Ctrl-C): `/readyz` turns 503 and new sessions get 503 (existing ones carry on); every
 in-flight tool call stops waiting for its run and returns it as `running` with its run id (resumable with
 flora_get_run on any replica), for at most DRAIN_TIMEOUT seconds; then open streams end and uvicorn stops. A second
-signal stops at once.
+Ctrl-C stops without waiting.
 """
 
 from __future__ import annotations
@@ -169,12 +169,14 @@ class HostedServer:
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
-                if self._shutting_down:
-                    log.warning("%s again: stopping now", signal.Signals(signum).name)
-                    self.stop_now()
-                elif self._tasks is not None:
-                    log.info("%s: shutting down gracefully", signal.Signals(signum).name)
+                name = signal.Signals(signum).name
+                if not self._shutting_down and self._tasks is not None:
+                    log.info("%s: shutting down gracefully", name)
                     self._tasks.start_soon(self.shutdown)
+                elif signum == signal.SIGINT:
+                    # Ctrl-C twice means now; a repeated SIGTERM (some supervisors signal the whole group) does not.
+                    log.warning("%s again: stopping without waiting for calls in flight", name)
+                    self.stop_now()
 
     async def shutdown(self) -> None:
         """Stop taking sessions, let in-flight calls return their run ids, end the streams, stop uvicorn."""
@@ -191,11 +193,14 @@ class HostedServer:
             with anyio.move_on_after(DRAIN_TIMEOUT):
                 await in_flight.wait_idle()
             await anyio.sleep(FLUSH_DELAY)
+        self.stop_now()
+
+    def stop_now(self) -> None:
+        """End every open stream and stop uvicorn, without waiting for calls in flight (their runs stay in FLORA
+        and in the journal)."""
+        # sse-starlette ends its streams (SSE sessions, open GET streams) when this is set; uvicorn would otherwise
+        # wait out its whole grace period for them.
+        self.hosted.draining = True
         self._ended_streams = True
         AppStatus.should_exit = True
         self.uvicorn.should_exit = True
-
-    def stop_now(self) -> None:
-        """Stop without draining: in-flight calls are cut off (their runs stay in the journal)."""
-        self.uvicorn.should_exit = True
-        self.uvicorn.force_exit = True
