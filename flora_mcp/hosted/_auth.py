@@ -113,7 +113,6 @@ class AuthPolicy:
         key = key.strip()
         if not key or len(key) > MAX_CREDENTIAL_LENGTH or not key.isprintable():
             return AuthFailure("The FLORA API key is malformed.")
-        add_secret(key)
         account = account_id(self._base_url, key)
         if self.has_tokens:
             return Caller(f"{principal}|key:{account}", key)
