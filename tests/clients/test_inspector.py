@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from tests.clients.clients_support import NodeTools, flora_mcp_command, json_output, tail
+from tests.clients.clients_support import NodeTools, flora_mcp_command, hosted_server, json_output, tail
 
 # What a client config would pass: flora-mcp's own environment, given through the Inspector's -e options.
 SERVER_ENV = ["-e", "FLORA_JOURNAL=:memory:", "-e", "FLORA_CATALOG_CACHE=off", "-e", "FLORA_POLL_INTERVAL=0.1"]
@@ -53,3 +54,19 @@ def test_inspector_lists_and_calls_over_streamable_http(node_tools: NodeTools, h
                                 "--tool-arg", "content=over http")
     assert call.returncode == 0, tail(call.stderr)
     assert_completed_qr_code(json_output(call))
+
+
+def test_inspector_reaches_a_token_protected_server_only_with_its_bearer_token(node_tools: NodeTools) -> None:
+    token = "tok_clients_inspector"
+    with hosted_server(FLORA_MCP_TOKENS=token) as url:
+        # --stored-auth-only: fail at once instead of starting an interactive OAuth login.
+        listing = node_tools.inspector("--stored-auth-only", url, "--header", f"Authorization: Bearer {token}",
+                                       "--method", "tools/list")
+        without = node_tools.inspector("--stored-auth-only", url, "--method", "tools/list")
+        wrong = node_tools.inspector("--stored-auth-only", url, "--header", "Authorization: Bearer not-it",
+                                     "--method", "tools/list")
+    assert listing.returncode == 0, tail(listing.stderr)
+    assert "qr-code-generator" in tool_names(json_output(listing))
+    for refused in (without, wrong):
+        assert refused.returncode != 0 and refused.stdout == "", refused
+        assert json.loads(refused.stderr)["error"]["code"] == "auth_required", refused.stderr
