@@ -74,7 +74,11 @@ class ToolResult(BaseModel):
 
     def structured(self) -> dict[str, Any]:
         """The `structuredContent` form: JSON-ready, empty and unset fields left out."""
-        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False, exclude={"tool"})
+        data = self.model_dump(mode="json", exclude_none=True, exclude={"tool"})
+        for name in ("error_fields", "runs"):
+            if not data.get(name):
+                data.pop(name, None)
+        return data
 
     def summary(self) -> str:
         """A few lines for the model: what happened, every URL, the cost, what to do next."""
