@@ -161,15 +161,16 @@ def _forward_lines(stream: IO[str], lines: queue.Queue[str]) -> None:
 
 
 @contextmanager
-def hosted_server(*extra: str, **env: str) -> Iterator[str]:
-    """`flora-mcp --transport http --sandbox` on a free loopback port; yields its MCP endpoint once /readyz is 200."""
+def hosted_server(*extra: str, transport: str = "http", **env: str) -> Iterator[str]:
+    """`flora-mcp --transport http|sse --sandbox` on a free loopback port; yields its endpoint (/mcp or /sse) once
+    /readyz is 200."""
     port = free_port()
-    args = [*flora_mcp_command(), "--transport", "http", "--sandbox", "--host", "127.0.0.1", "--port", str(port),
+    args = [*flora_mcp_command(), "--transport", transport, "--sandbox", "--host", "127.0.0.1", "--port", str(port),
             *extra]
     with running(args, server_env(**env)) as (proc, errlog):
         base = f"http://127.0.0.1:{port}"
         wait_until_ready(proc, errlog, f"{base}/readyz")
-        yield f"{base}/mcp"
+        yield f"{base}/mcp" if transport == "http" else f"{base}/sse"
 
 
 def wait_until_ready(proc: subprocess.Popen[str], errlog: IO[str], url: str) -> None:

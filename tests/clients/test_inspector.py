@@ -1,4 +1,4 @@
-"""The MCP Inspector CLI (@modelcontextprotocol/inspector) lists and calls flora-mcp's tools, over stdio and HTTP."""
+"""The MCP Inspector CLI (@modelcontextprotocol/inspector) lists and calls flora-mcp's tools: stdio, HTTP, SSE."""
 
 from __future__ import annotations
 
@@ -52,6 +52,14 @@ def test_inspector_lists_and_calls_over_streamable_http(node_tools: NodeTools, h
 
     call = node_tools.inspector(hosted_url, "--method", "tools/call", "--tool-name", "qr-code-generator",
                                 "--tool-arg", "content=over http")
+    assert call.returncode == 0, tail(call.stderr)
+    assert_completed_qr_code(json_output(call))
+
+
+def test_inspector_calls_over_legacy_sse(node_tools: NodeTools) -> None:
+    with hosted_server(transport="sse") as url:
+        call = node_tools.inspector(url, "--method", "tools/call", "--tool-name", "qr-code-generator",
+                                    "--tool-arg", "content=over sse")
     assert call.returncode == 0, tail(call.stderr)
     assert_completed_qr_code(json_output(call))
 
