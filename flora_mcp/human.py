@@ -7,7 +7,7 @@ piped. `--download DIR` saves the outputs under the same URL policy as previews 
 Exit codes:
     0: the command did what it was asked (`run`: the run completed, and every output was saved with --download).
     1: the run failed, FLORA or the network answered an error, the run was still going when flora-mcp stopped
-       waiting, an output could not be saved, or the catalog could not be loaded.
+       waiting, an output could not be saved, the catalog could not be loaded, or flora-mcp failed unexpectedly.
     2: invalid usage or arguments: an unknown technique, a malformed KEY=VALUE, inputs the technique's schema
        rejects, or a call refused by FLORA_MAX_COST_PER_CALL / FLORA_SESSION_BUDGET. Nothing was submitted.
 """
@@ -111,11 +111,14 @@ async def run_command(command: str, settings: Settings, args: argparse.Namespace
         return exit_code(result)
 
 
+_USAGE_CODES = frozenset({"invalid_arguments", "cost_cap_exceeded", "unknown_tool", "unknown_technique"})
+
+
 def exit_code(result: ToolResult) -> int:
-    """0 for a completed run, 2 for a call refused before anything was sent, 1 for everything else."""
+    """0 for a completed run, 2 for a call refused as given before anything was sent, 1 for everything else."""
     if result.status == "completed":
         return EXIT_OK
-    if result.status == "invalid":
+    if result.status == "invalid" and result.error_code in _USAGE_CODES:
         return EXIT_USAGE
     return EXIT_FAILED
 

@@ -19,7 +19,8 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from flora_mcp.human import UsageError, parse_inputs
+from flora_mcp.human import UsageError, exit_code, parse_inputs
+from flora_mcp.results import ToolResult
 from flora_mcp.sandbox import Sandbox, serve_sandbox
 from tests.conftest import TEST_KEY, sandbox_config
 
@@ -188,3 +189,20 @@ async def test_usage_errors_exit_2() -> None:
     no_key, bad_flag = await together(cli("techniques"), cli("run", "--no-such-flag", "--sandbox"))
     assert no_key.code == 2 and "FLORA_API_KEY is not set" in no_key.err
     assert bad_flag.code == 2 and "usage:" in bad_flag.err
+
+
+EXIT_CODES = [
+    pytest.param(ToolResult(tool="t", status="completed"), 0, id="completed"),
+    pytest.param(ToolResult(tool="t", status="invalid", error_code="invalid_arguments"), 2, id="invalid arguments"),
+    pytest.param(ToolResult(tool="t", status="invalid", error_code="cost_cap_exceeded"), 2, id="cost cap"),
+    pytest.param(ToolResult(tool="t", status="invalid", error_code="internal_error"), 1, id="internal error"),
+    pytest.param(ToolResult(tool="t", status="failed", error_code="provider_error"), 1, id="run failed"),
+    pytest.param(ToolResult(tool="t", status="error", error_code="rate_limited"), 1, id="api error"),
+    pytest.param(ToolResult(tool="t", status="running", run_id="run_1"), 1, id="still running"),
+    pytest.param(ToolResult(tool="t", status="timed_out", run_id="run_1"), 1, id="timed out"),
+]
+
+
+@pytest.mark.parametrize(("result", "code"), EXIT_CODES)
+def test_exit_code_of_each_outcome(result: ToolResult, code: int) -> None:
+    assert exit_code(result) == code
