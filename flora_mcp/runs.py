@@ -36,7 +36,8 @@ log = logging.getLogger("flora_mcp.runs")
 ProgressCallback = Callable[[float, str], Awaitable[None]]
 """Called with progress 0-100 (strictly rising) and a message, while a call waits."""
 
-HEARTBEAT = 5.0
+# Clients that reset their timeout on progress (TypeScript SDK, Claude Code) need a notification well within it.
+HEARTBEAT = 1.0
 RECOVERY_WINDOW = 600.0
 RECOVERY_PAGE = 50
 

@@ -32,7 +32,7 @@ def _default_keys() -> dict[str, Account]:
 class SandboxConfig:
     """How a sandbox behaves; defaults suit fast tests (no delay, no limits, small pages)."""
 
-    keys: dict[str, Account] = field(default_factory=_default_keys)
+    keys: dict[str, Account] = field(default_factory=_default_keys, repr=False)
     host: str = "127.0.0.1"
     port: int = 0
     run_delay: float = 0.0
