@@ -10,7 +10,7 @@ import fnmatch
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -307,11 +307,18 @@ async def load_techniques(
     query: str | None = None,
     concurrency: int = 8,
     accept: Callable[[Technique], bool] | None = None,
+    on_listed: Callable[[list[Technique]], Awaitable[None]] | None = None,
 ) -> list[Technique]:
-    """Every technique with its full schema: all list pages, then summary items' schemas fetched concurrently."""
+    """Every technique with its full schema: all list pages, then summary items' schemas fetched concurrently.
+
+    `on_listed` is awaited with the accepted list items (some of them summaries) before any schema is fetched: how
+    many techniques there are is known then, and that is all the compact mode's tool list needs.
+    """
     listed = await client.list_techniques(query=query)
     if accept is not None:
         listed = [t for t in listed if accept(t)]
+    if on_listed is not None:
+        await on_listed(listed)
     limiter = anyio.CapacityLimiter(concurrency)
     full: dict[int, Technique] = {}
 

@@ -14,8 +14,10 @@ from typing import Any
 import mcp.types as types
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
+from mcp.server.subscriptions import ListenHandler
 
 from flora_mcp import __version__
+from flora_mcp.refresh import ToolListNotifier
 from flora_mcp.tasks import install_tasks
 from flora_mcp.toolkit import Toolkit
 
@@ -34,17 +36,25 @@ RUN_URI = "flora://runs/{run_id}"
 SPEND_URI = "flora://spend"
 
 
-def create_server(resolve: ToolkitResolver) -> Server[Any]:
-    """The MCP server for the toolkit(s) that `resolve` hands out."""
+def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None = None) -> Server[Any]:
+    """The MCP server for the toolkit(s) that `resolve` hands out.
+
+    Args:
+        resolve: the toolkit of a request.
+        notifier: remembers which clients use which toolkit, to tell them when its tools change (see
+            `flora_mcp.refresh`); its bus feeds `subscriptions/listen`. A private one by default.
+    """
     tool_cache: dict[int, tuple[object, list[types.Tool]]] = {}
+    notifier = notifier or ToolListNotifier()
 
     async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                          ) -> types.ListToolsResult:
         toolkit = await resolve(ctx)
-        catalog = await toolkit.wait_for_catalog()
+        notifier.remember(ctx, toolkit)
+        definitions = await toolkit.wait_for_tool_definitions()
         cached = tool_cache.get(id(toolkit))
-        if cached is None or cached[0] is not catalog:
-            cached = (catalog, [types.Tool.model_validate(d) for d in toolkit.tool_definitions()])
+        if cached is None or cached[0] is not definitions:
+            cached = (definitions, [types.Tool.model_validate(d) for d in definitions])
             tool_cache[id(toolkit)] = cached
         return types.ListToolsResult(tools=cached[1])
 
@@ -55,6 +65,7 @@ def create_server(resolve: ToolkitResolver) -> Server[Any]:
             log.exception("no toolkit for this request")
             return types.CallToolResult(content=[types.TextContent(text=f"flora-mcp is not ready: {exc}")],
                                         is_error=True)
+        notifier.remember(ctx, toolkit)
 
         async def progress(percent: float, message: str) -> None:
             await ctx.session.report_progress(percent, 100.0, message)
@@ -112,6 +123,7 @@ def create_server(resolve: ToolkitResolver) -> Server[Any]:
         on_list_resources=list_resources,
         on_list_resource_templates=list_templates,
         on_read_resource=read_resource,
+        on_subscriptions_listen=ListenHandler(notifier.bus),
     )
     # MCP tasks for clients that negotiate them, when FLORA_TASKS is on (see flora_mcp.tasks).
     return install_tasks(server, resolve)

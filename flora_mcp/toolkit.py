@@ -11,16 +11,21 @@ The MCP server is built on this class: what a pipeline gets here is exactly what
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from flora_mcp import builtin_tools as bt
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import FloraError
+from flora_mcp.api.models import Technique
 from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.catalog import Catalog, format_usd, load_techniques, technique_filter
+from flora_mcp.catalog_cache import CatalogCache, default_cache_dir
 from flora_mcp.config import Settings
 from flora_mcp.journal import Journal
 from flora_mcp.logs import add_secret
@@ -70,6 +75,14 @@ class Toolkit:
         self._catalog: Catalog | None = None
         self._catalog_ready = anyio.Event()
         self._catalog_error: BaseException | None = None
+        # Set once the number of techniques is known (the list pages are in), or the catalog is ready, or failed.
+        self._listed = anyio.Event()
+        self._listed_count: int | None = None
+        self._served_definitions: tuple[object, list[dict[str, Any]]] | None = None
+        self._schemas_gate: anyio.Event | None = None
+        self.catalog_fetched_at: float | None = None
+        """When the catalog being served was fetched from FLORA (seconds since the epoch)."""
+        self.cache = _catalog_cache(self.settings, key)
 
     async def __aenter__(self) -> Toolkit:
         try:
@@ -92,24 +105,72 @@ class Toolkit:
     # The catalog -------------------------------------------------------------------------------------------------
 
     async def load_catalog(self) -> Catalog:
-        """List every technique (all pages, summary items' schemas fetched concurrently) and build the tools."""
+        """List every technique from FLORA, build the tools, and write the techniques to the catalog cache.
+
+        All list pages first, then the summary items' schemas concurrently (not before `defer_schemas` allows).
+        """
         try:
             techniques = await load_techniques(
                 self.client, query=self.settings.query, concurrency=self.settings.catalog_concurrency,
-                accept=technique_filter(self.settings.techniques),
+                accept=technique_filter(self.settings.techniques), on_listed=self._on_listed,
             )
         except BaseException as exc:
-            self._catalog_error = exc
-            self._catalog_ready.set()
+            if self._catalog is None:
+                self._catalog_error = exc
+                self._catalog_ready.set()
+                self._listed.set()
             raise
         self.set_catalog(Catalog.from_techniques(techniques))
+        self.catalog_fetched_at = time.time()
+        await self._save_cache(techniques)
         return self.catalog
+
+    def load_cached_catalog(self) -> float | None:
+        """Serve the cached catalog, if there is one; its age in seconds, or None when there is none."""
+        cached = self.cache.load() if self.cache is not None else None
+        if cached is None:
+            return None
+        self.set_catalog(Catalog.from_techniques(cached.techniques))
+        self.catalog_fetched_at = cached.saved_at
+        return cached.age()
+
+    async def refresh_catalog(self) -> bool:
+        """Load the catalog from FLORA again; True when the tool definitions changed."""
+        before = self.tool_definitions() if self._catalog is not None else None
+        await self.load_catalog()
+        return before != self.tool_definitions()
+
+    async def _save_cache(self, techniques: list[Technique]) -> None:
+        if self.cache is None:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.cache.save, techniques)
+        except OSError as exc:
+            log.warning("cannot write the catalog cache %s: %s", self.cache.path, exc)
+
+    def defer_schemas(self, until: anyio.Event) -> None:
+        """Fetch no technique schema before `until` is set when `tools/list` can be answered without them.
+
+        A server starting up sets this: in compact mode, hundreds of schema requests would only slow the import of
+        the MCP SDK, and with it the answer to `initialize`.
+        """
+        self._schemas_gate = until
+
+    async def _on_listed(self, listed: list[Technique]) -> None:
+        if self._catalog is not None:
+            return
+        self._listed_count = len(listed)
+        self._listed.set()
+        gate = self._schemas_gate
+        if gate is not None and self._compact_for(len(listed)) and any(t.is_summary for t in listed):
+            await gate.wait()
 
     def set_catalog(self, catalog: Catalog) -> None:
         """Use this catalog from now on (a cached one at start-up, a refreshed one later)."""
         self._catalog = catalog
         self._catalog_error = None
         self._catalog_ready.set()
+        self._listed.set()
 
     async def wait_for_catalog(self) -> Catalog:
         """The catalog, waiting for it to load if it is loading."""
@@ -127,13 +188,32 @@ class Toolkit:
     @property
     def compact(self) -> bool:
         """Whether tools are offered as the compact trio rather than one tool per technique."""
+        return self._compact_for(len(self.catalog))
+
+    def _compact_for(self, count: int) -> bool:
         mode = self.settings.tools_mode
-        return mode == "compact" or (mode == "auto" and len(self.catalog) > COMPACT_THRESHOLD)
+        return mode == "compact" or (mode == "auto" and count > COMPACT_THRESHOLD)
+
+    async def wait_for_tool_definitions(self) -> list[dict[str, Any]]:
+        """The tool definitions, as soon as they are known; the same list object until they change (do not modify).
+
+        In compact mode the tools do not depend on the techniques' schemas: they are known once FLORA has said how many
+        techniques there are (at once with FLORA_TOOLS_MODE=compact), before every schema has been fetched.
+        """
+        if self._catalog is None and self.settings.tools_mode != "compact":
+            await self._listed.wait()
+        early = self._catalog is None and (self.settings.tools_mode == "compact" or (
+            self._listed_count is not None and self._compact_for(self._listed_count)))
+        key: object = "compact" if early else await self.wait_for_catalog()
+        served = self._served_definitions
+        if served is None or served[0] is not key:
+            served = self._served_definitions = (key, _compact_definitions(self) if early else self.tool_definitions())
+        return served[1]
 
     def tool_definitions(self) -> list[dict[str, Any]]:
         """Every tool as an MCP-shaped dict (name, title, description, inputSchema, outputSchema, ...)."""
         if self.compact:
-            return bt.compact_tools() + bt.run_tools(self.settings.max_wait, full_schemas=False)
+            return _compact_definitions(self)
         return self.catalog.definitions() + bt.run_tools(self.settings.max_wait)
 
     def export_tools(self, fmt: str) -> list[dict[str, Any]]:
@@ -239,3 +319,16 @@ class Toolkit:
             return invalid(name, found_tool.technique, "inputs must be an object of {input_id: value}.")
         result = await self.runs.run_tool(found_tool, inputs, progress=progress)
         return result.model_copy(update={"tool": name})
+
+
+def _compact_definitions(toolkit: Toolkit) -> list[dict[str, Any]]:
+    return bt.compact_tools() + bt.run_tools(toolkit.settings.max_wait, full_schemas=False)
+
+
+def _catalog_cache(settings: Settings, key: str | None) -> CatalogCache | None:
+    """The catalog cache these settings ask for; none when FLORA_CATALOG_CACHE is 'off' or there is no key."""
+    if (settings.catalog_cache or "").strip().lower() == "off" or not key:
+        return None
+    directory = Path(settings.catalog_cache).expanduser() if settings.catalog_cache else default_cache_dir()
+    return CatalogCache(directory, base_url=settings.base_url, api_key=key, query=settings.query,
+                        techniques=settings.techniques)

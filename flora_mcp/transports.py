@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from flora_mcp.config import Settings
 
@@ -33,13 +34,12 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
 async def serve_stdio(settings: Settings) -> None:
     """Answer `initialize` at once and load the catalog meanwhile; `tools/list` waits only for what it needs.
 
-    If the catalog cannot be loaded the process ends with one line on stderr that names the cause.
+    The catalog requests leave before the MCP SDK is imported (about a second) and run while it loads in a worker
+    thread. A cached catalog is served at once and refreshed in the background; clients are told when it changed.
+    If there is no cached catalog and none can be loaded, the process ends with one line on stderr naming the cause.
     """
-    from mcp.server import NotificationOptions
-    from mcp.server.stdio import stdio_server
-
     from flora_mcp.cli import StartupError, catalog_failure
-    from flora_mcp.server import create_server
+    from flora_mcp.refresh import CatalogRefresher, ToolListNotifier
     from flora_mcp.toolkit import Toolkit
 
     try:
@@ -47,11 +47,17 @@ async def serve_stdio(settings: Settings) -> None:
     except Exception as exc:
         raise StartupError(str(exc)) from None
 
-    async def resolve(ctx: Any) -> Toolkit:
-        return toolkit
+    notifier: ToolListNotifier | None = None
 
-    server = create_server(resolve)
+    async def tools_changed() -> None:
+        if notifier is not None:
+            await notifier.tools_changed(toolkit)
+
+    refresher = CatalogRefresher(toolkit, on_change=tools_changed)
     try:
+        cached_age = toolkit.load_cached_catalog()
+        if cached_age is not None:
+            log.info("serving %d cached FLORA techniques (%.0f s old)", len(toolkit.catalog), cached_age)
         async with anyio.create_task_group() as tg:
 
             async def load() -> None:
@@ -62,14 +68,42 @@ async def serve_stdio(settings: Settings) -> None:
                     # The SDK reads stdin in a thread that no cancellation reaches: a server that cannot serve
                     # says why and leaves at once, rather than hang until the client closes stdin.
                     _exit_now(str(catalog_failure(settings, exc)), 1)
+                await refresher.run(refresher.first_delay(None))
 
-            tg.start_soon(load)
+            sdk_ready = anyio.Event()
+            if cached_age is None:
+                toolkit.defer_schemas(until=sdk_ready)
+                tg.start_soon(load)
+            await anyio.to_thread.run_sync(_import_sdk)
+            sdk_ready.set()
+            if cached_age is not None:
+                # Not before: a refresh competes with the import for the one interpreter lock.
+                tg.start_soon(refresher.run, refresher.first_delay(cached_age))
+
+            from mcp.server import NotificationOptions
+            from mcp.server.stdio import stdio_server
+
+            from flora_mcp.server import create_server
+
+            async def resolve(ctx: Any) -> Toolkit:
+                return toolkit
+
+            notifier = ToolListNotifier()
+            server = create_server(resolve, notifier=notifier)
             async with stdio_server() as (read, write):
                 await server.run(read, write, server.create_initialization_options(
                     NotificationOptions(tools_changed=True, resources_changed=True)))
             tg.cancel_scope.cancel()
     finally:
         await toolkit.aclose()
+
+
+def _import_sdk() -> None:
+    """Import the MCP SDK and the server module: CPU-bound, run in a thread so the event loop keeps fetching."""
+    import mcp.server.stdio  # noqa: F401
+    import mcp.server.subscriptions  # noqa: F401
+
+    import flora_mcp.server  # noqa: F401
 
 
 def _exit_now(message: str, code: int) -> None:
