@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 __all__ = ["MAX_POLL_INTERVAL", "PollScheduler"]
 
 MAX_POLL_INTERVAL = 10.0
-# Aim slightly past the estimated finish, so that the poll lands on a completed run rather than just before it.
+# Aim slightly past the estimated finish, so that the poll lands on a completed run rather than just before it (a poll
+# that comes too early costs a whole interval more). The margin is relative, but capped: past a few seconds of run
+# time, a fixed half second is enough and keeps the result within a second of the run's end.
 FINISH_MARGIN = 0.15
+MAX_FINISH_MARGIN = 0.5
 
 
 @dataclass
@@ -36,7 +39,7 @@ class PollScheduler:
     def first_delay(self, estimated_seconds: float | None) -> float:
         """Delay before the first poll after the run was created."""
         if estimated_seconds is not None and estimated_seconds > 0:
-            return self._clamp(estimated_seconds * (1 + FINISH_MARGIN))
+            return self._clamp(_past(estimated_seconds))
         return self.min_interval
 
     def next_delay(self) -> float:
@@ -44,7 +47,7 @@ class PollScheduler:
         remaining = self._estimated_remaining()
         if remaining is None:
             return self.min_interval
-        return self._clamp(remaining * (1 + FINISH_MARGIN))
+        return self._clamp(_past(remaining))
 
     def _estimated_remaining(self) -> float | None:
         if len(self._samples) < 2:
@@ -57,3 +60,8 @@ class PollScheduler:
 
     def _clamp(self, delay: float) -> float:
         return min(max(delay, self.min_interval), self.max_interval)
+
+
+def _past(seconds: float) -> float:
+    """A moment just after `seconds` from now."""
+    return seconds + min(seconds * FINISH_MARGIN, MAX_FINISH_MARGIN)
