@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections import OrderedDict
 from collections.abc import Iterable
 
 __all__ = ["REDACTED", "RedactingFilter", "configure_logging", "redact"]
 
 REDACTED = "[redacted]"
 
-_secrets: set[str] = set()
+# Anything shaped like a FLORA key is hidden even if nobody registered it; registered secrets (bearer tokens, keys
+# of other shapes) are kept in a bounded set, since a hosted server meets a new key with every user.
+KEY_PATTERN = re.compile(r"\bsk_[A-Za-z0-9][A-Za-z0-9_-]{5,}")
+MAX_SECRETS = 1024
+_secrets: OrderedDict[str, None] = OrderedDict()
 
 
 def add_secret(secret: str | None) -> None:
     """Never let this value reach a log line (API keys, bearer tokens)."""
-    if secret and len(secret) >= 6:
-        _secrets.add(secret)
+    if not secret or len(secret) < 6:
+        return
+    _secrets[secret] = None
+    _secrets.move_to_end(secret)
+    while len(_secrets) > MAX_SECRETS:
+        _secrets.popitem(last=False)
 
 
 def redact(text: str, secrets: Iterable[str] | None = None) -> str:
@@ -29,10 +39,10 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     Returns:
         The text, redacted.
     """
-    for secret in secrets if secrets is not None else _secrets:
+    for secret in secrets if secrets is not None else list(_secrets):
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
-    return text
+    return KEY_PATTERN.sub(REDACTED, text)
 
 
 class RedactingFilter(logging.Filter):
@@ -40,8 +50,6 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact the record in place; never drops it."""
-        if not _secrets:
-            return True
         record.msg = redact(record.getMessage())
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,7 +45,8 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         notifier: remembers which clients use which toolkit, to tell them when its tools change (see
             `flora_mcp.refresh`); its bus feeds `subscriptions/listen`. A private one by default.
     """
-    tool_cache: dict[int, tuple[object, list[types.Tool]]] = {}
+    # Per toolkit, and gone with it: a hosted server builds one toolkit per user key.
+    tool_cache: weakref.WeakKeyDictionary[Toolkit, tuple[object, list[types.Tool]]] = weakref.WeakKeyDictionary()
     notifier = notifier or ToolListNotifier()
 
     async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -52,10 +54,10 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         toolkit = await resolve(ctx)
         notifier.remember(ctx, toolkit)
         definitions = await toolkit.wait_for_tool_definitions()
-        cached = tool_cache.get(id(toolkit))
+        cached = tool_cache.get(toolkit)
         if cached is None or cached[0] is not definitions:
             cached = (definitions, [types.Tool.model_validate(d) for d in definitions])
-            tool_cache[id(toolkit)] = cached
+            tool_cache[toolkit] = cached
         return types.ListToolsResult(tools=cached[1])
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
