@@ -149,10 +149,11 @@ class Toolkit:
             log.warning("cannot write the catalog cache %s: %s", self.cache.path, exc)
 
     def defer_schemas(self, until: anyio.Event) -> None:
-        """Fetch no technique schema before `until` is set when `tools/list` can be answered without them.
+        """When `tools/list` can be answered without the techniques' schemas, fetch none before `until` is set or
+        something waits for the catalog (a tool call, say), whichever comes first.
 
         A server starting up sets this: in compact mode, hundreds of schema requests would only slow the import of
-        the MCP SDK, and with it the answer to `initialize`.
+        the MCP SDK and the first answers, which need none of them.
         """
         self._schemas_gate = until
 
@@ -174,6 +175,8 @@ class Toolkit:
 
     async def wait_for_catalog(self) -> Catalog:
         """The catalog, waiting for it to load if it is loading."""
+        if self._catalog is None and self._schemas_gate is not None:
+            self._schemas_gate.set()  # the schemas are needed now
         await self._catalog_ready.wait()
         if self._catalog is None:
             raise FloraError(f"the technique catalog could not be loaded: {self._catalog_error}")

@@ -17,6 +17,10 @@ __all__ = ["serve", "serve_stdio"]
 
 log = logging.getLogger("flora_mcp")
 
+# After the SDK is imported, the first answers (initialize, tools/list) go out before hundreds of schema requests
+# compete with them for the event loop; a tool call that needs the schemas starts them at once.
+SCHEMAS_GRACE = 1.0
+
 
 async def serve(settings: Settings, args: argparse.Namespace) -> None:
     """Serve on the transport the flags ask for."""
@@ -34,12 +38,13 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
 async def serve_stdio(settings: Settings) -> None:
     """Answer `initialize` at once and load the catalog meanwhile; `tools/list` waits only for what it needs.
 
-    The catalog requests leave before the MCP SDK is imported (about a second) and run while it loads in a worker
-    thread. A cached catalog is served at once and refreshed in the background; clients are told when it changed.
-    If there is no cached catalog and none can be loaded, the process ends with one line on stderr naming the cause.
+    The catalog requests leave first; the MCP SDK (about a second to import) is then imported in a worker thread while
+    they are answered. A cached catalog is served at once and refreshed in the background; clients are told when it
+    changed. If there is no cached catalog and none can be loaded, the process ends with one line on stderr naming
+    the cause.
     """
     from flora_mcp.cli import StartupError, catalog_failure
-    from flora_mcp.refresh import CatalogRefresher, ToolListNotifier
+    from flora_mcp.refresh import CatalogRefresher
     from flora_mcp.toolkit import Toolkit
 
     try:
@@ -47,7 +52,7 @@ async def serve_stdio(settings: Settings) -> None:
     except Exception as exc:
         raise StartupError(str(exc)) from None
 
-    notifier: ToolListNotifier | None = None
+    notifier: Any = None
 
     async def tools_changed() -> None:
         if notifier is not None:
@@ -70,12 +75,12 @@ async def serve_stdio(settings: Settings) -> None:
                     _exit_now(str(catalog_failure(settings, exc)), 1)
                 await refresher.run(refresher.first_delay(None))
 
-            sdk_ready = anyio.Event()
+            schemas_allowed = anyio.Event()
             if cached_age is None:
-                toolkit.defer_schemas(until=sdk_ready)
+                toolkit.defer_schemas(until=schemas_allowed)
                 tg.start_soon(load)
             await anyio.to_thread.run_sync(_import_sdk)
-            sdk_ready.set()
+            tg.start_soon(_set_later, schemas_allowed, SCHEMAS_GRACE)
             if cached_age is not None:
                 # Not before: a refresh competes with the import for the one interpreter lock.
                 tg.start_soon(refresher.run, refresher.first_delay(cached_age))
@@ -83,6 +88,7 @@ async def serve_stdio(settings: Settings) -> None:
             from mcp.server import NotificationOptions
             from mcp.server.stdio import stdio_server
 
+            from flora_mcp.refresh import ToolListNotifier
             from flora_mcp.server import create_server
 
             async def resolve(ctx: Any) -> Toolkit:
@@ -98,12 +104,16 @@ async def serve_stdio(settings: Settings) -> None:
         await toolkit.aclose()
 
 
+async def _set_later(event: anyio.Event, delay: float) -> None:
+    await anyio.sleep(delay)
+    event.set()
+
+
 def _import_sdk() -> None:
-    """Import the MCP SDK and the server module: CPU-bound, run in a thread so the event loop keeps fetching."""
+    """Import the MCP SDK: in a worker thread, so that the event loop keeps the catalog requests going."""
     import mcp.server.stdio  # noqa: F401
     import mcp.server.subscriptions  # noqa: F401
-
-    import flora_mcp.server  # noqa: F401
+    import mcp.types  # noqa: F401
 
 
 def _exit_now(message: str, code: int) -> None:

@@ -192,3 +192,20 @@ async def test_full_mode_waits_for_every_schema_even_when_asked_to_defer(sandbox
         assert len(definitions) == len(sandbox.state.catalog.techniques) + 3
     finally:
         await kit.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_call_that_needs_the_schemas_fetches_them_at_once() -> None:
+    async with serve_sandbox(sandbox_config(extra_techniques=COMPACT_THRESHOLD)) as box:
+        kit = Toolkit(settings_for(box, tools_mode="auto"))
+        kit.defer_schemas(until=anyio.Event())  # never set: only the need opens the way
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(kit.load_catalog)
+                with anyio.fail_after(10):
+                    assert {d["name"] for d in await kit.wait_for_tool_definitions()} == COMPACT_NAMES
+                    result = await kit.call("flora_search_techniques", {"query": "synthetic"})
+            assert result.status == "completed" and result.data is not None
+            assert result.data["count"] == COMPACT_THRESHOLD
+        finally:
+            await kit.aclose()
