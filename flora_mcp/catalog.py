@@ -12,15 +12,17 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
-from jsonschema import Draft202012Validator
 
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.models import Technique, TechniqueIO
 from flora_mcp.results import OUTPUT_SCHEMA, FieldError
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 __all__ = [
     "MAX_MULTIPLE_VALUES",
@@ -230,6 +232,9 @@ class TechniqueTool:
     def validate(self, arguments: Mapping[str, Any]) -> list[FieldError]:
         """Every problem with these (normalized) arguments; empty when they may be sent to FLORA."""
         if self._validator is None:
+            # Imported on first use: jsonschema takes ~40 ms to import, and a server starting up needs none of it.
+            from jsonschema import Draft202012Validator
+
             self._validator = Draft202012Validator(self.input_schema)
         errors = [_field_error(err, self.input_schema) for err in self._validator.iter_errors(arguments)]
         for io in self.technique.inputs or []:
