@@ -83,12 +83,13 @@ async def test_fault(step: str, fault: str, when: str) -> None:
         MATRIX[(step, fault, when)] = outcome(result)
 
 
-def test_print_matrix() -> None:
-    """The matrix that ran (pytest -s shows it); every cell above must have run first."""
+def test_print_matrix(capsys: pytest.CaptureFixture[str]) -> None:
+    """Print the matrix that ran, past pytest's capture; every cell above must have run first."""
     ran = {cell: MATRIX.get(cell, "not run") for cell in CELLS}
     width = max(len(f"{s} {f} {w}") for s, f, w in CELLS)
     lines = [f"{f'{s} {f} {w}':<{width}}  {result}" for (s, f, w), result in ran.items()]
-    print("\nfault matrix (step fault when -> outcome)\n" + "\n".join(lines))  # noqa: T201
+    with capsys.disabled():
+        print("\nfault matrix (step fault when -> outcome)\n" + "\n".join(lines))  # noqa: T201
     if len(MATRIX) == len(CELLS):
         # Transient faults on reads and refused creates are absorbed by retries.
         for step in STEPS:
