@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from flora_mcp.api.client import FloraClient
+from flora_mcp.api.errors import APIResponseError, NotFoundError, PermissionDeniedError
 from flora_mcp.api.models import Technique, TechniqueIO
 from flora_mcp.results import OUTPUT_SCHEMA, FieldError
 
@@ -319,7 +320,7 @@ async def load_techniques(
     `on_listed` is awaited with the accepted list items (some of them summaries) before any schema is fetched: how
     many techniques there are is known then, and that is all the compact mode's tool list needs.
     """
-    listed = await client.list_techniques(query=query)
+    listed = list({t.technique_id: t for t in await client.list_techniques(query=query)}.values())
     if accept is not None:
         listed = [t for t in listed if accept(t)]
     if on_listed is not None:
@@ -329,7 +330,12 @@ async def load_techniques(
 
     async def fetch(index: int, summary: Technique) -> None:
         async with limiter:
-            detail = await client.get_technique(summary.technique_id if not summary.slug else summary.slug)
+            try:
+                detail = await client.get_technique(summary.technique_id if not summary.slug else summary.slug)
+            except (NotFoundError, PermissionDeniedError, APIResponseError) as exc:
+                # One technique gone or unreadable since it was listed: serve the others.
+                log.warning("leaving out technique %s: %s", summary.slug or summary.technique_id, exc.message)
+                return
         # The list item's slug and name win where the detail leaves them out.
         update = {k: v for k, v in (("slug", summary.slug), ("name", summary.name)) if v and not getattr(detail, k)}
         full[index] = detail.model_copy(update=update) if update else detail
@@ -344,7 +350,7 @@ async def load_techniques(
     except BaseExceptionGroup as group:
         # One failed fetch cancels the others: report that one, not a group of one.
         raise _first_leaf(group) from None
-    return [full[i] for i in range(len(listed))]
+    return [full[i] for i in range(len(listed)) if i in full]
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import anyio
 import httpx
@@ -92,8 +92,7 @@ class FloraClient:
             params["query"] = query
         body, rid = await self._request("GET", "techniques", endpoint="GET /techniques", params=params)
         items = _list_field(body, "techniques", endpoint="GET /techniques", request_id=rid)
-        techniques = [_parse(Technique, item, endpoint="GET /techniques", request_id=rid) for item in items]
-        return techniques, _next_cursor(body)
+        return _parse_items(Technique, items, endpoint="GET /techniques", request_id=rid), _next_cursor(body)
 
     async def list_techniques(self, *, query: str | None = None, limit: int = LIST_PAGE_SIZE) -> list[Technique]:
         """Every technique, following the cursor to the end (never round a repeating cursor)."""
@@ -152,12 +151,13 @@ class FloraClient:
             }
         body, rid = await self._request("POST", path, endpoint=endpoint, json=payload,
                                         idempotency_key=idempotency_key)
-        return _parse(Run, body, endpoint=endpoint, request_id=rid)
+        return self._absolute_urls(_parse(Run, body, endpoint=endpoint, request_id=rid))
 
     async def get_run(
         self, run_id: str, *, technique_ref: str | None = None, poll_url: str | None = None
     ) -> Run:
         """The run's current state: from `poll_url` when it is on FLORA's own host, else the retrieve route."""
+        poll_url = self.absolute(poll_url) if poll_url else None
         if poll_url and self._same_origin(poll_url):
             url, endpoint = poll_url, "GET poll_url"
         elif technique_ref:
@@ -165,7 +165,7 @@ class FloraClient:
         else:
             url, endpoint = f"runs/{_seg(run_id)}", "GET /runs/{run}"
         body, rid = await self._request("GET", url, endpoint=endpoint)
-        run = _parse(Run, body, endpoint=endpoint, request_id=rid)
+        run = self._absolute_urls(_parse(Run, body, endpoint=endpoint, request_id=rid))
         if run.run_id != run_id:
             raise APIResponseError(f"{endpoint}: asked for run {run_id}, got {run.run_id}", endpoint=endpoint,
                                    request_id=rid)
@@ -193,6 +193,17 @@ class FloraClient:
         return [_parse(Workspace, item, endpoint=endpoint, request_id=rid) for item in items]
 
     # Transport --------------------------------------------------------------------------------------------------
+
+    def absolute(self, url: str) -> str:
+        """A URL FLORA gave, made absolute against the base URL (a path like `/files/x.png` stays on FLORA's host)."""
+        return urljoin(self.base_url + "/", url)
+
+    def _absolute_urls(self, run: Run) -> Run:
+        for output in run.outputs:
+            output.url = self.absolute(output.url)
+        if run.poll_url:
+            run.poll_url = self.absolute(run.poll_url)
+        return run
 
     def _same_origin(self, url: str) -> bool:
         # The key goes only to FLORA's own host: a poll_url elsewhere is not followed.
@@ -272,16 +283,42 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
+# Some servers wrap the object: {"technique": {...}}, {"run": {...}}, {"data": {...}}.
+_WRAPPERS = ("data", "technique", "run")
+
+
 def _parse(model: type[M], body: Any, *, endpoint: str, request_id: str | None = None) -> M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
+        if isinstance(body, dict) and len(body) <= 2:
+            for key in _WRAPPERS:
+                if isinstance(body.get(key), dict):
+                    try:
+                        return model.model_validate(body[key])
+                    except ValidationError:
+                        break
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3]
         )
         rid = f", request-id {request_id}" if request_id else ""
         raise APIResponseError(f"{endpoint}: unexpected answer ({problems}{rid})", endpoint=endpoint,
                                request_id=request_id) from None
+
+
+def _parse_items(model: type[M], items: Sequence[Any], *, endpoint: str, request_id: str | None) -> list[M]:
+    """Every item that parses; one odd item is skipped with a warning, a page of nothing but odd items is an error."""
+    parsed: list[M] = []
+    first_error: APIResponseError | None = None
+    for item in items:
+        try:
+            parsed.append(_parse(model, item, endpoint=endpoint, request_id=request_id))
+        except APIResponseError as exc:
+            first_error = first_error or exc
+            log.warning("skipping an item of %s: %s", endpoint, exc.message)
+    if first_error is not None and not parsed:
+        raise first_error
+    return parsed
 
 
 def _list_field(body: Any, key: str, *, endpoint: str, request_id: str | None = None) -> Sequence[Any]:

@@ -218,8 +218,16 @@ def _error_envelope(response: httpx.Response) -> dict[str, Any] | None:
         body = response.json()
     except ValueError:
         return None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return body["error"]  # type: ignore[no-any-return]
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict):
+        return error
+    # Liberal in what we accept: {"error": "text"} or a bare {"code", "message"} are envelopes too.
+    if isinstance(error, str):
+        return {"code": body.get("code"), "message": body.get("message") or error}
+    if isinstance(body.get("message"), str) and ("code" in body or response.status_code >= 400):
+        return {"code": body.get("code"), "message": body["message"], "fields": body.get("fields")}
     return None
 
 

@@ -14,6 +14,12 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 __all__ = ["RUN_STATUSES", "Run", "RunOutput", "Technique", "TechniqueIO", "Workspace"]
 
 RUN_STATUSES: frozenset[str] = frozenset({"pending", "running", "completed", "failed"})
+_STATUS_SYNONYMS = {
+    "queued": "pending", "created": "pending", "submitted": "pending",
+    "in_progress": "running", "processing": "running", "started": "running",
+    "succeeded": "completed", "success": "completed", "complete": "completed",
+    "error": "failed", "errored": "failed", "cancelled": "failed", "canceled": "failed",
+}
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed"})
 
 
@@ -106,8 +112,9 @@ class Run(_Model):
 
     @field_validator("status", mode="before")
     @classmethod
-    def _lowercase_status(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
+    def _known_status(cls, value: Any) -> Any:
+        # Spellings other FLORA-compatible servers use for the documented four; anything else stays an error.
+        return _STATUS_SYNONYMS.get(value.strip().lower(), value.strip().lower()) if isinstance(value, str) else value
 
     @field_validator("progress", mode="before")
     @classmethod

@@ -50,7 +50,7 @@ class OddFlora(BaseHTTPRequestHandler):
 @pytest.fixture
 def odd_flora() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), OddFlora)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/api/v1"
