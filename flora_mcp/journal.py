@@ -90,7 +90,10 @@ class Journal:
         self._lock = threading.Lock()
         with self._locked() as db:
             if path != ":memory:":
+                # WAL with synchronous=NORMAL: a commit survives the process dying (the crash the journal is for)
+                # without an fsync per write, which at 100 calls in flight cost ~150 ms per call on the event loop.
                 db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
 
     @contextmanager

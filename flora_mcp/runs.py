@@ -266,6 +266,7 @@ class RunManager:
             return self._finish(tool, technique, run, key)
         scheduler.observe(anyio.current_time(), run.progress)
         delay = scheduler.first_delay(run.estimated_seconds)
+        last_status = run.status  # the journal is written when the status changes, not on every poll
         with anyio.move_on_after(max_wait) as scope, self._cut_short(scope):
             while True:
                 await self._sleep_with_heartbeat(delay, progress, run)
@@ -275,8 +276,9 @@ class RunManager:
                     return from_error(tool, exc, technique, run_id=run.run_id)
                 poll_url = run.poll_url or poll_url
                 scheduler.observe(anyio.current_time(), run.progress)
-                if key:
+                if key and run.status != last_status and not run.is_terminal:
                     self.journal.update(key, status=run.status, progress=run.progress)
+                last_status = run.status
                 await progress.report(run.progress, run.status)
                 if run.is_terminal:
                     return self._finish(tool, technique, run, key)
