@@ -10,11 +10,13 @@ The MCP server is built on this class: what a pipeline gets here is exactly what
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -329,9 +331,25 @@ def _compact_definitions(toolkit: Toolkit) -> list[dict[str, Any]]:
 
 
 def _catalog_cache(settings: Settings, key: str | None) -> CatalogCache | None:
-    """The catalog cache these settings ask for; none when FLORA_CATALOG_CACHE is 'off' or there is no key."""
+    """The catalog cache these settings ask for; none when FLORA_CATALOG_CACHE is 'off' or there is no key.
+
+    A FLORA on loopback (the sandbox, on a new port each time) is cached only in a folder named explicitly: in the
+    user's cache folder its files would pile up, one per port, never read again.
+    """
     if (settings.catalog_cache or "").strip().lower() == "off" or not key:
+        return None
+    if settings.catalog_cache is None and _is_loopback(settings.base_url):
         return None
     directory = Path(settings.catalog_cache).expanduser() if settings.catalog_cache else default_cache_dir()
     return CatalogCache(directory, base_url=settings.base_url, api_key=key, query=settings.query,
                         techniques=settings.techniques)
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -14,9 +14,11 @@ import anyio
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from pydantic import SecretStr
 
 from flora_mcp.api.models import Technique
 from flora_mcp.catalog_cache import CACHE_FORMAT, CatalogCache
+from flora_mcp.config import Settings
 from flora_mcp.refresh import CatalogRefresher
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.toolkit import Toolkit
@@ -144,6 +146,30 @@ async def test_catalog_cache_off_reads_and_writes_nothing(sandbox: Sandbox, tmp_
     async with Toolkit(settings_for(sandbox, catalog_cache="off")) as kit:
         assert kit.cache is None and kit.load_cached_catalog() is None
     assert list(tmp_path.rglob("*.json")) == []
+
+
+@pytest.mark.parametrize(("base_url", "cached"), [
+    pytest.param(BASE, True, id="FLORA: the user's cache folder"),
+    pytest.param("http://127.0.0.1:8123/api/v1", False, id="a sandbox on loopback: no file per port"),
+    pytest.param("http://localhost:8123/api/v1", False, id="localhost"),
+    pytest.param("http://[::1]:8123/api/v1", False, id="IPv6 loopback"),
+])
+@pytest.mark.anyio
+async def test_the_default_cache_folder_is_for_flora_not_for_a_sandbox(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str, cached: bool) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for folder in (None, str(tmp_path / "named")):
+        toolkit = Toolkit(Settings(api_key=SecretStr(TEST_KEY), base_url=base_url, journal=":memory:",
+                                   catalog_cache=folder))
+        try:
+            if folder is None and not cached:
+                assert toolkit.cache is None
+            else:
+                assert toolkit.cache is not None
+                assert toolkit.cache.path.parent == (tmp_path / "flora-mcp" / "catalogs" if folder is None
+                                                     else Path(folder))
+        finally:
+            await toolkit.aclose()
 
 
 @pytest.mark.anyio
