@@ -272,10 +272,12 @@ async def bench_startup(report: Report, sizes: list[int], repeats: int) -> dict[
     report.say("## Start-up: spawn -> tools/list answered")
     report.say()
     report.say("Cold: no catalog cache, default mode (auto: compact above 40 techniques, so tools/list needs the list "
-               "pages only). Warm: a fresh cache. Full: FLORA_TOOLS_MODE=full, which needs every schema. Floor: "
-               "`python -c \"import mcp.server\"`. Naive: a bench script that imports mcp.server, then lists page by "
-               "page and fetches each summary item's schema one by one. RTT: one 100-technique page from the bench "
-               "process. Medians of the repeats.")
+               "pages only). Warm: a fresh cache. Full (largest catalog only): FLORA_TOOLS_MODE=full, which needs "
+               "every schema. Floor: `python -c \"import mcp.server\"`. Naive: a bench script that imports "
+               "mcp.server, then lists page by page and fetches each summary item's schema one by one. RTT: one "
+               "100-technique page from the bench process. Medians of the repeats. At 0 ms the naive server is the "
+               "floor plus well under a second, so half of it is below the floor: no server that imports the SDK can "
+               "meet that target there.")
     report.say()
     rows: list[list[str]] = []
     kept: dict[str, Spawn] = {}
@@ -297,15 +299,19 @@ async def bench_startup(report: Report, sizes: list[int], repeats: int) -> dict[
                                                                  FLORA_CATALOG_TTL="86400"))).tools_list)
                     if index == 0 or latency == 0:
                         naives.append(await spawn_naive(box))
-                full = await spawn_server(server_env(box, FLORA_TOOLS_MODE="full"), complete=True)
+                full = (await spawn_server(server_env(box, FLORA_TOOLS_MODE="full"), complete=True)
+                        if size == max(sizes) else None)
             floor, cold, warm, naive = (statistics.median(v) for v in (floors, colds, warms, naives))
             bound = floor + 1.5 * pages * rtt
             key = f"{latency * 1000:.0f}ms/{size}"
             assert first_cold is not None
-            kept[key + "/cold"], kept[key + "/full"] = first_cold, full
+            kept[key + "/cold"] = first_cold
+            if full is not None:
+                kept[key + "/full"] = full
             rows.append([
                 f"{latency * 1000:.0f} ms", f"{total} ({pages} pages)", ms(rtt), ms(floor), ms(cold),
-                f"{cold / floor:.2f}", ms(warm), ms(full.tools_list), ms(naive), f"{cold / naive:.2f}",
+                f"{cold / floor:.2f}", ms(warm), ms(full.tools_list) if full else "-", ms(naive),
+                f"{cold / naive:.2f}",
                 report.target(f"start-up {key} <= floor + 1.5 x pages x RTT", cold <= bound,
                               f"bound {ms(bound)}"),
                 report.target(f"start-up {key} <= 0.5 x naive", cold <= 0.5 * naive, f"{cold / naive:.2f}x"),
@@ -398,8 +404,8 @@ class OverheadCase:
 
 
 OVERHEAD_CASES = (
-    OverheadCase(1, "synthetic-0001", 0.0, 10, (5, 3)),
-    OverheadCase(1, "synthetic-0001", 0.0, 10, (5, 3), journal=":memory:"),
+    OverheadCase(1, "synthetic-0001", 0.0, 10, (4, 3)),
+    OverheadCase(1, "synthetic-0001", 0.0, 10, (4, 3), journal=":memory:"),
     OverheadCase(100, "synthetic-0002", 1.0, 2, (3, 2)),
     OverheadCase(100, "synthetic-0002", 1.0, 2, (3, 2), journal=":memory:"),
 )
@@ -618,6 +624,16 @@ async def main(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_in_scratch_dir(args: argparse.Namespace) -> int:
+    """Run the benchmarks with every journal, cache and temporary file in one folder, removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="flora-bench-") as scratch:
+        tempfile.tempdir = scratch
+        try:
+            return anyio.run(main, args)
+        finally:
+            tempfile.tempdir = None
+
+
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="120 and 1,000 techniques, one repeat, fewer runs")
@@ -631,7 +647,7 @@ def cli() -> None:
     elif args.naive:
         naive_main()
     else:
-        raise SystemExit(anyio.run(main, args))
+        raise SystemExit(run_in_scratch_dir(args))
 
 
 if __name__ == "__main__":
