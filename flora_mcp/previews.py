@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import ipaddress
 import logging
 import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,6 +24,7 @@ import httpx
 from PIL import Image
 
 from flora_mcp import __version__
+from flora_mcp._net import is_loopback_host
 from flora_mcp.results import OutputFile
 
 if TYPE_CHECKING:
@@ -77,16 +77,6 @@ class Fetched:
     data: bytes
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
 
 def refusal_reason(url: str, *, flora_base_url: str) -> str | None:
     """Why flora-mcp will not download this URL, or None when it may.
@@ -99,7 +89,8 @@ def refusal_reason(url: str, *, flora_base_url: str) -> str | None:
         return "not an absolute URL"
     if parts.scheme == "https":
         return None
-    if parts.scheme == "http" and _is_loopback(parts.hostname) and _is_loopback(urlsplit(flora_base_url).hostname):
+    flora_is_local = is_loopback_host(urlsplit(flora_base_url).hostname)
+    if parts.scheme == "http" and is_loopback_host(parts.hostname) and flora_is_local:
         return None
     return f"only https URLs are downloaded, not {parts.scheme or 'a relative'} URL of {parts.hostname}"
 

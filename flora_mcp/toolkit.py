@@ -10,7 +10,6 @@ The MCP server is built on this class: what a pipeline gets here is exactly what
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ import anyio
 import anyio.to_thread
 
 from flora_mcp import builtin_tools as bt
+from flora_mcp._net import is_loopback_host
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import FloraError
 from flora_mcp.api.models import Technique
@@ -338,18 +338,8 @@ def _catalog_cache(settings: Settings, key: str | None) -> CatalogCache | None:
     """
     if (settings.catalog_cache or "").strip().lower() == "off" or not key:
         return None
-    if settings.catalog_cache is None and _is_loopback(settings.base_url):
+    if settings.catalog_cache is None and is_loopback_host(urlsplit(settings.base_url).hostname):
         return None
     directory = Path(settings.catalog_cache).expanduser() if settings.catalog_cache else default_cache_dir()
     return CatalogCache(directory, base_url=settings.base_url, api_key=key, query=settings.query,
                         techniques=settings.techniques)
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

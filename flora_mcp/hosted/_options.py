@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 from dataclasses import dataclass
 
 from mcp.server.transport_security import TransportSecuritySettings
+
+from flora_mcp._net import is_loopback_host as is_loopback
 
 __all__ = ["HostedOptions", "is_loopback", "transport_security"]
 
@@ -31,16 +32,6 @@ class HostedOptions:
         return cls(host=args.host, port=args.port, transport=args.transport, stateless=args.stateless,
                    per_user_keys=args.per_user_keys, allowed_hosts=tuple(args.allowed_host),
                    allowed_origins=tuple(args.allowed_origin))
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding to `host` keeps the server on this machine."""
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def transport_security(options: HostedOptions, port: int) -> TransportSecuritySettings:

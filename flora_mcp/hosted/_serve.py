@@ -20,6 +20,7 @@ import uvicorn
 from anyio.abc import TaskGroup
 from sse_starlette.sse import AppStatus
 
+from flora_mcp._net import bind_listener as bind
 from flora_mcp.api.errors import FloraError
 from flora_mcp.cli import StartupError, catalog_failure
 from flora_mcp.config import Settings
@@ -66,22 +67,6 @@ async def serve_http(settings: Settings, args: argparse.Namespace) -> None:
         sock.close()
         raise StartupError(exc.message) from None
     await server.serve(handle_signals=True)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0: any free port), made here so the port is known before uvicorn starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((host.strip("[]"), port))
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 class _Uvicorn(uvicorn.Server):

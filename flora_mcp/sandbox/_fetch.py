@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import ssl
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +17,8 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 import anyio
 import httpx
 
+from flora_mcp._net import is_loopback_host
+
 __all__ = ["FetchError", "Fetcher", "check_url", "is_loopback_host"]
 
 MAX_REDIRECTS = 3
@@ -26,17 +27,6 @@ MAX_REDIRECTS = 3
 class FetchError(Exception):
     """An input URL could not be fetched; the run fails with `input_fetch_error`."""
 
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for `localhost`, 127.0.0.0/8 and ::1."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_url(value: str) -> str | None:

@@ -5,7 +5,6 @@ It installs no signal handlers and writes nothing to stdout, so a stdio MCP serv
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import anyio
 import uvicorn
 from starlette.applications import Starlette
 
+from flora_mcp._net import bind_listener
 from flora_mcp.sandbox._app import create_app
 from flora_mcp.sandbox._config import SandboxConfig
 from flora_mcp.sandbox._faults import Faults, RecordedRequest
@@ -107,23 +107,6 @@ class Sandbox:
         return self.state.credits[api_key or self.api_key]
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit this; without it uvicorn's split head/body writes meet delayed ACKs and every
-        # keep-alive request takes ~40 ms.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 @asynccontextmanager
 async def serve_sandbox(config: SandboxConfig | None = None) -> AsyncIterator[Sandbox]:
     """Serve a sandbox on loopback for the duration of the `async with` block.
@@ -136,7 +119,7 @@ async def serve_sandbox(config: SandboxConfig | None = None) -> AsyncIterator[Sa
     """
     config = config or SandboxConfig()
     app = create_app(config)
-    sock = _bind(config.host, config.port)
+    sock = bind_listener(config.host, config.port)
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     server = _EmbeddedServer(
