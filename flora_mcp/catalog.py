@@ -20,7 +20,7 @@ import anyio
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import APIResponseError, NotFoundError, PermissionDeniedError
 from flora_mcp.api.models import Technique, TechniqueIO
-from flora_mcp.results import OUTPUT_SCHEMA, FieldError
+from flora_mcp.results import OUTPUT_SCHEMA, FieldError, format_usd
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -52,15 +52,6 @@ RESERVED_NAMES = frozenset({
     "flora_get_run", "flora_list_runs", "flora_spend", "flora_search_techniques", "flora_describe_technique",
     "flora_run_technique",
 })
-
-
-def format_usd(amount: float | None) -> str:
-    """`$0.05`, `$0.005`, `$1.20`; 'an unknown amount' when FLORA did not say."""
-    if amount is None:
-        return "an unknown amount"
-    text = f"{amount:.4f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"${whole}.{frac.ljust(2, '0')}"
 
 
 def tool_name_base(technique: Technique) -> str:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     import mcp.types
 
-__all__ = ["OUTPUT_SCHEMA", "FieldError", "OutputFile", "RunStatus", "TechniqueRef", "ToolResult"]
+__all__ = ["OUTPUT_SCHEMA", "FieldError", "OutputFile", "RunStatus", "TechniqueRef", "ToolResult", "format_usd"]
 
 # `invalid`: refused before anything reached FLORA; `error`: FLORA or the network answered with an error;
 # `running`/`pending`: the call stopped waiting, the run goes on; `timed_out`: FLORA_RUN_TIMEOUT passed.
@@ -22,6 +22,14 @@ RunStatus = Literal["pending", "running", "completed", "failed", "timed_out", "i
 TERMINAL_OK: frozenset[str] = frozenset({"completed"})
 ERROR_STATUSES: frozenset[str] = frozenset({"failed", "invalid", "error"})
 
+
+def format_usd(amount: float | None) -> str:
+    """`$0.05`, `$0.005`, `$1.20`; 'an unknown amount' when FLORA did not say."""
+    if amount is None:
+        return "an unknown amount"
+    text = f"{amount:.4f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"${whole}.{frac.ljust(2, '0')}"
 
 class OutputFile(BaseModel):
     """One output of a run."""
@@ -104,9 +112,9 @@ class ToolResult(BaseModel):
         for sub in self.runs:
             lines.append(f"- {sub.summary()}")
         if self.charged_cost is not None:
-            lines.append(f"Charged: ${self.charged_cost:.4g}")
+            lines.append(f"Charged: {format_usd(self.charged_cost)}")
         if self.session_spend is not None:
-            lines.append(f"Session spend so far: ${self.session_spend:.4g}")
+            lines.append(f"Session spend so far: {format_usd(self.session_spend)}")
         if self.request_id:
             lines.append(f"FLORA request-id: {self.request_id}")
         if self.next_step:
