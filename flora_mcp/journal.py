@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,8 +193,3 @@ def _entry(row: sqlite3.Row) -> JournalEntry:
     data["inputs"] = json.loads(data["inputs"] or "{}")
     data["outputs"] = json.loads(data["outputs"] or "[]")
     return JournalEntry(**data)
-
-
-def entries_as_dicts(entries: Sequence[JournalEntry]) -> list[dict[str, Any]]:
-    """`JournalEntry.as_dict` of each entry."""
-    return [e.as_dict() for e in entries]

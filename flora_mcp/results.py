@@ -19,7 +19,6 @@ __all__ = ["OUTPUT_SCHEMA", "FieldError", "OutputFile", "RunStatus", "TechniqueR
 # `invalid`: refused before anything reached FLORA; `error`: FLORA or the network answered with an error;
 # `running`/`pending`: the call stopped waiting, the run goes on; `timed_out`: FLORA_RUN_TIMEOUT passed.
 RunStatus = Literal["pending", "running", "completed", "failed", "timed_out", "invalid", "error"]
-TERMINAL_OK: frozenset[str] = frozenset({"completed"})
 ERROR_STATUSES: frozenset[str] = frozenset({"failed", "invalid", "error"})
 
 
