@@ -260,7 +260,7 @@ async def warm_cache(box: Box, cache_dir: Path) -> None:
     from pydantic import SecretStr
 
     from flora_mcp.config import Settings
-    from flora_mcp.toolkit import Toolkit
+    from flora_mcp.core.toolkit import Toolkit
 
     settings = Settings(api_key=SecretStr(box.api_key), base_url=box.base_url, journal=":memory:",
                         catalog_cache=str(cache_dir))
@@ -329,8 +329,8 @@ async def mcp_client(box: Box, **settings: Any) -> AsyncIterator[Any]:
     from mcp import Client
 
     from flora_mcp.config import Settings
-    from flora_mcp.server import create_server
-    from flora_mcp.toolkit import Toolkit
+    from flora_mcp.core.toolkit import Toolkit
+    from flora_mcp.server.handlers import create_server
 
     journal = Path(tempfile.mkdtemp(prefix="flora-bench-")) / "runs.sqlite3"
     values: dict[str, Any] = {"api_key": box.api_key, "base_url": box.base_url, "journal": str(journal),
@@ -346,7 +346,7 @@ async def mcp_client(box: Box, **settings: Any) -> AsyncIterator[Any]:
 
 async def direct_call(http: httpx.AsyncClient, slug: str, poll_interval: float) -> tuple[float, dict[str, Any], int]:
     """Create and poll one run straight over HTTP, under flora-mcp's own poll policy; (seconds, final run, polls)."""
-    from flora_mcp.polling import PollScheduler
+    from flora_mcp.core.polling import PollScheduler
 
     started = time.perf_counter()
     body = {"inputs": [{"id": "prompt", "type": "text", "value": "bench"}], "mode": "async",

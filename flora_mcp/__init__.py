@@ -7,24 +7,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from flora_mcp._version import __version__
 
 __all__ = ["Settings", "Toolkit", "ToolResult", "__version__"]
 
 if TYPE_CHECKING:
     from flora_mcp.config import Settings
-    from flora_mcp.results import ToolResult
-    from flora_mcp.toolkit import Toolkit
+    from flora_mcp.core.results import ToolResult
+    from flora_mcp.core.toolkit import Toolkit
 
 
 def __getattr__(name: str) -> Any:
     # Lazy re-exports keep `import flora_mcp` cheap for the CLI and for start-up time.
     if name == "Toolkit":
-        from flora_mcp.toolkit import Toolkit
+        from flora_mcp.core.toolkit import Toolkit
 
         return Toolkit
     if name == "ToolResult":
-        from flora_mcp.results import ToolResult
+        from flora_mcp.core.results import ToolResult
 
         return ToolResult
     if name == "Settings":

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator  # noqa: E402
 from typing import Any  # noqa: E402
 
 from flora_mcp.config import Settings  # noqa: E402
+from flora_mcp.core.toolkit import Toolkit  # noqa: E402
 from flora_mcp.sandbox import Account, Sandbox, SandboxConfig, serve_sandbox  # noqa: E402
-from flora_mcp.toolkit import Toolkit  # noqa: E402
 
 # Every test talks to the sandbox with this key; .ci/run checks that it never appears in the suite's output.
 TEST_KEY = "sk_live_TEST0secret0key0never0logged"

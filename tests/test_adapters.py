@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from flora_mcp.adapters import (
+from flora_mcp.core.results import OutputFile, TechniqueRef, ToolResult
+from flora_mcp.integrations.adapters import (
     AsyncProgressCallback,
     ToolCaller,
     anthropic_tool_result,
     gemini_tool_result,
     openai_tool_result,
 )
-from flora_mcp.export import gemini_tools, openai_tools
-from flora_mcp.results import OutputFile, TechniqueRef, ToolResult
+from flora_mcp.integrations.export import gemini_tools, openai_tools
 
 CCTV: dict[str, Any] = {
     "name": "cctv-cam",

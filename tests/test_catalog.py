@@ -5,7 +5,7 @@ import re
 import pytest
 
 from flora_mcp.api.models import Technique
-from flora_mcp.catalog import (
+from flora_mcp.core.catalog import (
     MAX_TOOL_NAME,
     Catalog,
     assign_names,

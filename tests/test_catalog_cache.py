@@ -17,11 +17,11 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import SecretStr
 
 from flora_mcp.api.models import Technique
-from flora_mcp.catalog_cache import CACHE_FORMAT, CatalogCache
 from flora_mcp.config import Settings
-from flora_mcp.refresh import CatalogRefresher
+from flora_mcp.core.cache import CACHE_FORMAT, CatalogCache
+from flora_mcp.core.refresh import CatalogRefresher
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from flora_mcp.toolkit import Toolkit
 from tests.conftest import TEST_KEY, settings_for
 
 BASE = "https://app.flora.ai/api/v1"
@@ -95,7 +95,7 @@ def test_a_corrupt_cache_is_ignored_and_logged(tmp_path: Path, caplog: pytest.Lo
     cache = cache_in(tmp_path)
     cache.save(TECHNIQUES)
     _rewrite(cache.path, change)
-    with caplog.at_level(logging.WARNING, logger="flora_mcp.catalog_cache"):
+    with caplog.at_level(logging.WARNING, logger="flora_mcp.core.cache"):
         assert cache.load() is None
     assert any(str(cache.path) in r.getMessage() for r in caplog.records)
 
@@ -177,7 +177,7 @@ async def test_an_unwritable_cache_is_logged_not_fatal(sandbox: Sandbox, tmp_pat
                                                         caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
-    with caplog.at_level(logging.WARNING, logger="flora_mcp.toolkit"):
+    with caplog.at_level(logging.WARNING, logger="flora_mcp.core.toolkit"):
         async with Toolkit(settings_for(sandbox, catalog_cache=str(blocker / "catalogs"))) as kit:
             assert len(kit.catalog) == len(sandbox.state.catalog.techniques)
     assert any("cannot write the catalog cache" in r.getMessage() for r in caplog.records)

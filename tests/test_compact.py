@@ -11,10 +11,10 @@ import anyio
 import pytest
 from mcp import Client
 
-from flora_mcp.builtin_tools import COMPACT_LIST_BUDGET
+from flora_mcp.core.builtin import COMPACT_LIST_BUDGET
+from flora_mcp.core.toolkit import COMPACT_THRESHOLD, Toolkit
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
-from flora_mcp.server import create_server
-from flora_mcp.toolkit import COMPACT_THRESHOLD, Toolkit
+from flora_mcp.server.handlers import create_server
 from tests.conftest import TEST_KEY, sandbox_config, settings_for
 
 COMPACT_NAMES = {"flora_search_techniques", "flora_describe_technique", "flora_run_technique", "flora_get_run",

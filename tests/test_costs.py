@@ -10,11 +10,11 @@ import anyio
 import pytest
 from mcp import Client
 
-from flora_mcp.catalog import Catalog
-from flora_mcp.results import ToolResult
+from flora_mcp.core.catalog import Catalog
+from flora_mcp.core.results import ToolResult
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server import create_server
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.server.handlers import create_server
 from tests.conftest import sandbox_config, settings_for
 
 QR = "qr-code-generator"  # $0.01

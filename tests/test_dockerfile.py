@@ -19,7 +19,7 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
-from flora_mcp.cli import build_parser
+from flora_mcp.cli.main import build_parser
 from flora_mcp.hosted import AuthPolicy, HostedOptions, HostedServer, bind
 from flora_mcp.sandbox import Sandbox
 from tests.conftest import settings_for

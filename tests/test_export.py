@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from flora_mcp.export import (
+from flora_mcp.core.results import OUTPUT_SCHEMA
+from flora_mcp.integrations.export import (
     FORMATS,
     NULL_NOTE,
     OPENAI_DESCRIPTION_LIMIT,
@@ -23,7 +24,6 @@ from flora_mcp.export import (
     restore_arguments,
     validate_export,
 )
-from flora_mcp.results import OUTPUT_SCHEMA
 
 LONG_NAME = "product-photo-relight-with-soft-studio-shadows-2"
 assert len(LONG_NAME) == 48

@@ -12,9 +12,9 @@ from contextlib import ExitStack
 import pytest
 
 from flora_mcp.config import Settings
-from flora_mcp.export import FORMATS, validate_export
+from flora_mcp.core.toolkit import Toolkit
+from flora_mcp.integrations.export import FORMATS, validate_export
 from flora_mcp.sandbox import Sandbox
-from flora_mcp.toolkit import Toolkit
 from tests.conftest import settings_for
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")} | {"FLORA_JOURNAL": ":memory:"}

@@ -9,9 +9,9 @@ import pytest
 from mcp import Client
 
 from flora_mcp.config import Settings
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from flora_mcp.server import create_server
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.server.handlers import create_server
 from tests.conftest import TEST_KEY
 
 RUN_TOOLS = {"flora_get_run", "flora_list_runs", "flora_spend"}

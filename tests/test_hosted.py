@@ -24,6 +24,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from pydantic import SecretStr
 
 from flora_mcp.config import Settings
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.hosted import (
     DRAIN_TIMEOUT,
     AuthPolicy,
@@ -35,7 +36,6 @@ from flora_mcp.hosted import (
 )
 from flora_mcp.hosted._auth import AuthFailure, Caller
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
-from flora_mcp.toolkit import Toolkit
 from tests.conftest import TEST_KEY, sandbox_config, settings_for
 
 TOKEN = "tok_hosted_test_0123456789"

@@ -19,8 +19,8 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from flora_mcp.human import UsageError, exit_code, parse_inputs
-from flora_mcp.results import ToolResult
+from flora_mcp.cli.human import UsageError, exit_code, parse_inputs
+from flora_mcp.core.results import ToolResult
 from flora_mcp.sandbox import Sandbox, serve_sandbox
 from tests.conftest import TEST_KEY, sandbox_config
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flora_mcp.journal import Journal
+from flora_mcp.core.journal import Journal
 
 
 def record(j: Journal, key: str, account: str = "acct") -> None:

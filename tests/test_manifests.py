@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from flora_mcp import __version__
-from flora_mcp.cli import build_parser
+from flora_mcp.cli.main import build_parser
 from flora_mcp.config import Settings
 from flora_mcp.hosted import DRAIN_TIMEOUT, is_loopback
 
@@ -95,7 +95,8 @@ def test_the_registry_entry_describes_the_pypi_package_run_with_uvx() -> None:
                         entry["$schema"])
     assert re.fullmatch(r"io\.github\.[A-Za-z0-9-]+/flora-mcp", entry["name"])
     assert 1 <= len(entry["description"]) <= 100
-    assert entry["version"] == __version__ == project["version"]
+    assert project["dynamic"] == ["version"]  # one source: flora_mcp/_version.py
+    assert entry["version"] == __version__
     (package,) = entry["packages"]
     assert (package["registryType"], package["identifier"], package["version"]) == ("pypi", project["name"],
                                                                                     __version__)

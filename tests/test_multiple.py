@@ -17,10 +17,10 @@ import zxingcpp
 from mcp import Client
 from PIL import Image
 
-from flora_mcp.catalog import MAX_MULTIPLE_VALUES, Catalog
+from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, Catalog
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server import create_server
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.server.handlers import create_server
 from tests.conftest import sandbox_config, settings_for
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flora_mcp.polling import PollScheduler
+from flora_mcp.core.polling import PollScheduler
 
 
 def test_first_poll_waits_for_flora_estimate_but_not_below_the_interval() -> None:

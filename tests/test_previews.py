@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 from PIL import Image
 
-from flora_mcp.previews import (
+from flora_mcp.core.previews import (
     PREVIEW_MAX_SIDE,
     FetchRefused,
     fetch_output,
@@ -24,10 +24,10 @@ from flora_mcp.previews import (
     make_previews,
     refusal_reason,
 )
-from flora_mcp.results import OutputFile
+from flora_mcp.core.results import OutputFile
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from flora_mcp.server import create_server
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.server.handlers import create_server
 from tests.conftest import settings_for
 
 LOOPBACK_FLORA = "http://127.0.0.1:9/api/v1"

@@ -21,11 +21,12 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.server.subscriptions import ToolsListChanged
 
-from flora_mcp.catalog_cache import CatalogCache
-from flora_mcp.refresh import CatalogRefresher, ToolListNotifier
+from flora_mcp.core.cache import CatalogCache
+from flora_mcp.core.refresh import CatalogRefresher
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
-from flora_mcp.server import create_server
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.server.handlers import create_server
+from flora_mcp.server.notifications import ToolListNotifier
 from tests.conftest import TEST_KEY, sandbox_config, settings_for
 
 FIRST = ["cctv-cam", "qr-code-generator"]
@@ -157,7 +158,7 @@ async def test_a_failed_refresh_keeps_serving_the_catalog(narrowed: Sandbox, cap
         before = kit.tool_definitions()
         narrowed.faults.inject(route="list_techniques", status=503)
         widen(narrowed)
-        with caplog.at_level(logging.WARNING, logger="flora_mcp.refresh"):
+        with caplog.at_level(logging.WARNING, logger="flora_mcp.core.refresh"):
             assert await CatalogRefresher(kit).refresh() is False
         assert kit.tool_definitions() == before
         assert any("catalog refresh failed" in r.getMessage() for r in caplog.records)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from flora_mcp.toolkit import Toolkit
 from tests.conftest import settings_for
 
 

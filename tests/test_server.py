@@ -14,9 +14,9 @@ import pytest
 from mcp import Client
 from PIL import Image
 
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from flora_mcp.server import create_server
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.server.handlers import create_server
 from tests.conftest import settings_for
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")

@@ -20,9 +20,9 @@ from anyio.streams.text import TextReceiveStream
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server import create_server
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.server.handlers import create_server
 from tests.conftest import TEST_KEY, sandbox_config, settings_for
 
 RELATED = "io.modelcontextprotocol/related-task"

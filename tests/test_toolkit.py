@@ -17,11 +17,11 @@ from mcp import Client
 from PIL import Image
 
 from flora_mcp import Toolkit, ToolResult
-from flora_mcp.adapters import anthropic_tool_result, gemini_tool_result, openai_tool_result
-from flora_mcp.builtin_tools import COMPACT_TOOLS, RUN_TOOLS
-from flora_mcp.export import FORMATS, name_map, validate_export
+from flora_mcp.core.builtin import COMPACT_TOOLS, RUN_TOOLS
+from flora_mcp.integrations.adapters import anthropic_tool_result, gemini_tool_result, openai_tool_result
+from flora_mcp.integrations.export import FORMATS, name_map, validate_export
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server import create_server
+from flora_mcp.server.handlers import create_server
 from tests.conftest import sandbox_config, settings_for
 
 RUN_ID = re.compile(r"run_[0-9a-f]+")

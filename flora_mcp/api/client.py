@@ -11,7 +11,7 @@ import anyio
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from flora_mcp import __version__
+from flora_mcp._version import __version__
 from flora_mcp.api.errors import (
     APIConnectionError,
     APIError,

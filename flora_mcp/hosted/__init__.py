@@ -3,7 +3,7 @@
 Data flows: `serve_http` (flags -> `HostedOptions`, FLORA_MCP_TOKENS -> `AuthPolicy`, refuse an open server off
 loopback) -> `HostedServer` (socket, uvicorn, signals, draining) -> `HostedApp` (Starlette routes; the guard checks
 Host/Origin, then credentials, then leases the caller's toolkit from `ToolkitPool`) -> the MCP server of
-`flora_mcp.server`, whose resolver reads that toolkit back from the request.
+`flora_mcp.server.handlers`, whose resolver reads that toolkit back from the request.
 """
 
 from __future__ import annotations

@@ -28,10 +28,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flora_mcp.api.errors import AuthenticationError, FloraError, PermissionDeniedError
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.hosted._auth import AuthFailure, AuthPolicy, Caller, unauthorized
 from flora_mcp.hosted._pool import ToolkitPool
-from flora_mcp.server import create_server
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.server.handlers import create_server
 
 __all__ = ["MCP_PATH", "MESSAGES_PATH", "SSE_PATH", "HostedApp", "InFlight"]
 
@@ -40,7 +40,7 @@ log = logging.getLogger("flora_mcp.hosted")
 MCP_PATH = "/mcp"
 SSE_PATH = "/sse"
 MESSAGES_PATH = "/messages/"
-TOOLKIT_KEY = "flora_mcp.toolkit"
+TOOLKIT_KEY = "flora_mcp.core.toolkit"
 
 
 class InFlight:

@@ -23,8 +23,8 @@ from mcp.server.auth.provider import AccessToken
 from starlette.responses import JSONResponse, Response
 
 from flora_mcp.config import Settings
+from flora_mcp.core.runs import account_id
 from flora_mcp.logs import add_secret
-from flora_mcp.runs import account_id
 
 __all__ = ["AuthFailure", "AuthPolicy", "Caller", "unauthorized"]
 

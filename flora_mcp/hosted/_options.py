@@ -28,7 +28,7 @@ class HostedOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> HostedOptions:
-        """The options from `flora_mcp.cli.build_parser()`'s namespace."""
+        """The options from `flora_mcp.cli.main.build_parser()`'s namespace."""
         return cls(host=args.host, port=args.port, transport=args.transport, stateless=args.stateless,
                    per_user_keys=args.per_user_keys, allowed_hosts=tuple(args.allowed_host),
                    allowed_origins=tuple(args.allowed_origin))

@@ -17,9 +17,9 @@ from anyio.abc import TaskGroup
 from pydantic import SecretStr
 
 from flora_mcp.config import Settings
-from flora_mcp.journal import Journal
-from flora_mcp.runs import account_id
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.core.journal import Journal
+from flora_mcp.core.runs import account_id
+from flora_mcp.core.toolkit import Toolkit
 
 __all__ = ["DEFAULT_MAX_TOOLKITS", "ToolkitPool"]
 

@@ -22,8 +22,8 @@ from sse_starlette.sse import AppStatus
 
 from flora_mcp._net import bind_listener as bind
 from flora_mcp.api.errors import FloraError
-from flora_mcp.cli import StartupError, catalog_failure
 from flora_mcp.config import Settings
+from flora_mcp.core.startup import StartupError, catalog_failure
 from flora_mcp.hosted._app import MCP_PATH, SSE_PATH, HostedApp
 from flora_mcp.hosted._auth import AuthPolicy
 from flora_mcp.hosted._options import HostedOptions, is_loopback, transport_security

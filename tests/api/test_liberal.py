@@ -15,7 +15,7 @@ from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import AuthenticationError
 from flora_mcp.api.models import Technique
 from flora_mcp.api.retry import RetryPolicy
-from flora_mcp.catalog import load_techniques
+from flora_mcp.core.catalog import load_techniques
 
 Answer = tuple[int, Any]
 

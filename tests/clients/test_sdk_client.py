@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flora_mcp.runs import HEARTBEAT
+from flora_mcp.core.runs import HEARTBEAT
 from tests.clients.clients_support import SANDBOX_KEY, NodeTools, flora_mcp_command, json_output, sandbox_process
 
 REQUEST_TIMEOUT_MS = int((HEARTBEAT + 1.5) * 1000)

@@ -11,9 +11,9 @@ import pytest
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import APIError, FloraError
 from flora_mcp.api.retry import RetryPolicy
-from flora_mcp.results import ToolResult
+from flora_mcp.core.results import ToolResult
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.toolkit import Toolkit
 from tests.conftest import TEST_KEY, sandbox_config, settings_for
 
 REQUEST_TIMEOUT = 0.5

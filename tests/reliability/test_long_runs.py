@@ -7,9 +7,9 @@ import httpx
 import pytest
 from mcp import Client
 
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server import create_server
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.server.handlers import create_server
 from tests.conftest import sandbox_config, settings_for
 
 TECHNIQUE = "find-and-replace-text"

@@ -13,7 +13,7 @@ import pytest
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.config import Settings
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.core.toolkit import Toolkit
 
 TECHNIQUE = {"technique_id": "tech_odd", "slug": "odd", "name": "Odd", "run_cost": 0.01,
              "inputs": [{"id": "prompt", "name": "Prompt", "type": "text"}], "outputs": []}

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flora_mcp.catalog import URL_TYPES
+from flora_mcp.core.catalog import URL_TYPES
+from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import serve_sandbox
-from flora_mcp.toolkit import Toolkit
 from tests.conftest import sandbox_config, settings_for
 
 EXAMPLES = 1200

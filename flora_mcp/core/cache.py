@@ -24,7 +24,7 @@ from flora_mcp.api.models import Technique
 
 __all__ = ["CACHE_FORMAT", "CachedCatalog", "CatalogCache", "default_cache_dir"]
 
-log = logging.getLogger("flora_mcp.catalog_cache")
+log = logging.getLogger("flora_mcp.core.cache")
 
 CACHE_FORMAT = 1
 """Bumped when the file layout changes; files of another format are ignored."""

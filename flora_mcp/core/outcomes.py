@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flora_mcp.api.errors import APIConnectionError, APIError, APIResponseError, APIStatusError
 from flora_mcp.api.models import Run, Technique
-from flora_mcp.catalog import format_usd
-from flora_mcp.results import FieldError, OutputFile, TechniqueRef, ToolResult
+from flora_mcp.core.catalog import format_usd
+from flora_mcp.core.results import FieldError, OutputFile, TechniqueRef, ToolResult
 
 __all__ = ["cost_refusal", "from_error", "from_run", "invalid", "technique_ref"]
 

@@ -17,14 +17,14 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler
 
-from flora_mcp import __version__
-from flora_mcp.refresh import ToolListNotifier
-from flora_mcp.tasks import install_tasks
-from flora_mcp.toolkit import Toolkit
+from flora_mcp._version import __version__
+from flora_mcp.core.toolkit import Toolkit
+from flora_mcp.server.notifications import ToolListNotifier
+from flora_mcp.server.tasks import install_tasks
 
 __all__ = ["INSTRUCTIONS", "ToolkitResolver", "create_server"]
 
-log = logging.getLogger("flora_mcp.server")
+log = logging.getLogger("flora_mcp.server.handlers")
 
 ToolkitResolver = Callable[[ServerRequestContext[Any]], Awaitable[Toolkit]]
 
@@ -43,7 +43,7 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
     Args:
         resolve: the toolkit of a request.
         notifier: remembers which clients use which toolkit, to tell them when its tools change (see
-            `flora_mcp.refresh`); its bus feeds `subscriptions/listen`. A private one by default.
+            `flora_mcp.core.refresh`); its bus feeds `subscriptions/listen`. A private one by default.
     """
     # Per toolkit, and gone with it: a hosted server builds one toolkit per user key.
     tool_cache: weakref.WeakKeyDictionary[Toolkit, tuple[object, list[types.Tool]]] = weakref.WeakKeyDictionary()
@@ -127,5 +127,5 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         on_read_resource=read_resource,
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
-    # MCP tasks for clients that negotiate them, when FLORA_TASKS is on (see flora_mcp.tasks).
+    # MCP tasks for clients that negotiate them, when FLORA_TASKS is on (see flora_mcp.server.tasks).
     return install_tasks(server, resolve)

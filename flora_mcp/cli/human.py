@@ -2,7 +2,7 @@
 
 `run` goes through `Toolkit.call`, exactly as an MCP tool call does: the same validation, cost caps, retries, journal
 and result. Tables and results go to stdout; progress, warnings and errors go to stderr, so `--json` output can be
-piped. `--download DIR` saves the outputs under the same URL policy as previews (`flora_mcp.previews`).
+piped. `--download DIR` saves the outputs under the same URL policy as previews (`flora_mcp.core.previews`).
 
 Exit codes:
     0: the command did what it was asked (`run`: the run completed, and every output was saved with --download).
@@ -32,10 +32,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 from rich.syntax import Syntax
 from rich.table import Table
 
-from flora_mcp.catalog import URL_TYPES, TechniqueTool, format_usd
 from flora_mcp.config import Settings
-from flora_mcp.previews import FetchRefused, open_output
-from flora_mcp.results import ToolResult
+from flora_mcp.core.catalog import URL_TYPES, TechniqueTool, format_usd
+from flora_mcp.core.previews import FetchRefused, open_output
+from flora_mcp.core.results import ToolResult
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "MAX_DOWNLOAD_BYTES", "parse_inputs", "run_command"]
 
@@ -69,7 +69,8 @@ async def run_command(command: str, settings: Settings, args: argparse.Namespace
     Returns:
         EXIT_OK, EXIT_FAILED or EXIT_USAGE (see the module docstring).
     """
-    from flora_mcp.cli import open_toolkit, settings_with_sandbox
+    from flora_mcp.cli.sandbox import settings_with_sandbox
+    from flora_mcp.core.startup import open_toolkit
 
     out, err = _console(sys.stdout), _console(sys.stderr)
     if command == "run":

@@ -1,8 +1,7 @@
-"""Serving the MCP server: stdio for local clients; streamable HTTP and SSE for hosted mode (flora_mcp.hosted)."""
+"""Serving the MCP server over stdio for local clients (hosted mode, HTTP and SSE, is flora_mcp.hosted)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -13,26 +12,13 @@ import anyio.to_thread
 
 from flora_mcp.config import Settings
 
-__all__ = ["serve", "serve_stdio"]
+__all__ = ["serve_stdio"]
 
 log = logging.getLogger("flora_mcp")
 
 # After the SDK is imported, the first answers (initialize, tools/list) go out before hundreds of schema requests
 # compete with them for the event loop; a tool call that needs the schemas starts them at once.
 SCHEMAS_GRACE = 1.0
-
-
-async def serve(settings: Settings, args: argparse.Namespace) -> None:
-    """Serve on the transport the flags ask for."""
-    from flora_mcp.cli import settings_with_sandbox
-
-    async with settings_with_sandbox(settings, args.sandbox) as effective:
-        if args.transport == "stdio":
-            await serve_stdio(effective)
-        else:
-            from flora_mcp.hosted import serve_http
-
-            await serve_http(effective, args)
 
 
 async def serve_stdio(settings: Settings) -> None:
@@ -43,9 +29,9 @@ async def serve_stdio(settings: Settings) -> None:
     changed. If there is no cached catalog and none can be loaded, the process ends with one line on stderr naming
     the cause.
     """
-    from flora_mcp.cli import StartupError, catalog_failure
-    from flora_mcp.refresh import CatalogRefresher
-    from flora_mcp.toolkit import Toolkit
+    from flora_mcp.core.refresh import CatalogRefresher
+    from flora_mcp.core.startup import StartupError, catalog_failure
+    from flora_mcp.core.toolkit import Toolkit
 
     try:
         toolkit = Toolkit(settings)
@@ -88,8 +74,8 @@ async def serve_stdio(settings: Settings) -> None:
             from mcp.server import NotificationOptions
             from mcp.server.stdio import stdio_server
 
-            from flora_mcp.refresh import ToolListNotifier
-            from flora_mcp.server import create_server
+            from flora_mcp.server.handlers import create_server
+            from flora_mcp.server.notifications import ToolListNotifier
 
             async def resolve(ctx: Any) -> Toolkit:
                 return toolkit

@@ -23,9 +23,9 @@ import anyio
 import httpx
 from PIL import Image
 
-from flora_mcp import __version__
 from flora_mcp._net import is_loopback_host
-from flora_mcp.results import OutputFile
+from flora_mcp._version import __version__
+from flora_mcp.core.results import OutputFile
 
 if TYPE_CHECKING:
     # Importing mcp.types takes about a second: the CLI's downloads must not pay for it.
@@ -47,7 +47,7 @@ __all__ = [
     "refusal_reason",
 ]
 
-log = logging.getLogger("flora_mcp.previews")
+log = logging.getLogger("flora_mcp.core.previews")
 
 PREVIEW_MAX_SIDE = 512
 PREVIEW_MAX_BYTES = 10 * 1024 * 1024

@@ -20,7 +20,7 @@ import anyio
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import APIResponseError, NotFoundError, PermissionDeniedError
 from flora_mcp.api.models import Technique, TechniqueIO
-from flora_mcp.results import OUTPUT_SCHEMA, FieldError, format_usd
+from flora_mcp.core.results import OUTPUT_SCHEMA, FieldError, format_usd
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -36,7 +36,7 @@ __all__ = [
     "tool_name_base",
 ]
 
-log = logging.getLogger("flora_mcp.catalog")
+log = logging.getLogger("flora_mcp.core.catalog")
 
 MAX_TOOL_NAME = 48
 HASH_LEN = 6

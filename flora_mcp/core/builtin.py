@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flora_mcp.results import OUTPUT_SCHEMA
+from flora_mcp.core.results import OUTPUT_SCHEMA
 
 __all__ = ["COMPACT_LIST_BUDGET", "COMPACT_TOOLS", "RUN_TOOLS", "compact_tools", "run_tools"]
 

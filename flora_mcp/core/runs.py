@@ -22,16 +22,16 @@ import anyio
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import APIConnectionError, APIError, APIStatusError, IdempotencyError
 from flora_mcp.api.models import Run, Technique
-from flora_mcp.catalog import MAX_MULTIPLE_VALUES, TechniqueTool, format_usd
 from flora_mcp.config import Settings
-from flora_mcp.journal import Journal, JournalEntry
-from flora_mcp.outcomes import cost_refusal, from_error, from_run, invalid
-from flora_mcp.polling import PollScheduler
-from flora_mcp.results import OutputFile, ToolResult
+from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, TechniqueTool, format_usd
+from flora_mcp.core.journal import Journal, JournalEntry
+from flora_mcp.core.outcomes import cost_refusal, from_error, from_run, invalid
+from flora_mcp.core.polling import PollScheduler
+from flora_mcp.core.results import OutputFile, ToolResult
 
 __all__ = ["ProgressCallback", "RunManager", "account_id"]
 
-log = logging.getLogger("flora_mcp.runs")
+log = logging.getLogger("flora_mcp.core.runs")
 
 ProgressCallback = Callable[[float, str], Awaitable[None]]
 """Called with progress 0-100 (strictly rising) and a message, while a call waits."""

@@ -9,15 +9,16 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import anyio
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from flora_mcp import __version__
+from flora_mcp._version import __version__
+from flora_mcp.cli.sandbox import settings_with_sandbox
 from flora_mcp.config import Settings
+from flora_mcp.core.startup import StartupError, open_toolkit
 
 __all__ = ["main", "settings_from_args"]
 
@@ -100,20 +101,6 @@ def _fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
-@asynccontextmanager
-async def settings_with_sandbox(settings: Settings, sandbox: bool) -> AsyncIterator[Settings]:
-    """The settings as given, or pointed at an embedded sandbox that lives as long as the context."""
-    if not sandbox:
-        yield settings
-        return
-    from flora_mcp.sandbox import SandboxConfig, serve_sandbox
-
-    async with serve_sandbox(SandboxConfig()) as box:
-        log.info("embedded FLORA sandbox at %s", box.base_url)
-        yield settings.model_copy(update={"base_url": box.base_url, "api_key": SecretStr(box.api_key),
-                                          "workspace_id": settings.workspace_id})
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `flora-mcp` command."""
     args = build_parser().parse_args(argv)
@@ -134,13 +121,11 @@ def main(argv: Sequence[str] | None = None) -> None:
               "the embedded sandbox.", 2)
     try:
         if command == "serve":
-            from flora_mcp.transports import serve
-
-            anyio.run(serve, settings, args)
+            anyio.run(_serve, settings, args)
         elif command == "export-tools":
             anyio.run(_export_tools, settings, args)
         else:
-            from flora_mcp import human
+            from flora_mcp.cli import human
 
             raise SystemExit(anyio.run(human.run_command, command, settings, args))
     except KeyboardInterrupt:
@@ -149,8 +134,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(str(exc), 1)
 
 
-class StartupError(Exception):
-    """The server cannot start; its message is the one line the user sees."""
+async def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    """Serve on the transport the flags ask for."""
+    async with settings_with_sandbox(settings, args.sandbox) as effective:
+        if args.transport == "stdio":
+            from flora_mcp.server.stdio import serve_stdio
+
+            await serve_stdio(effective)
+        else:
+            from flora_mcp.hosted import serve_http
+
+            await serve_http(effective, args)
 
 
 async def _export_tools(settings: Settings, args: argparse.Namespace) -> None:
@@ -159,36 +153,3 @@ async def _export_tools(settings: Settings, args: argparse.Namespace) -> None:
     sys.stdout.write(json.dumps(definitions, indent=2) + "\n")
 
 
-def catalog_failure(settings: Settings, exc: BaseException) -> StartupError:
-    """The one line that says why the catalog could not be loaded."""
-    from flora_mcp.api.errors import APIError, APIStatusError
-
-    where = f"cannot load the FLORA technique catalog from {settings.base_url}"
-    if isinstance(exc, APIStatusError):
-        hint = {"unauthorized": " Check FLORA_API_KEY.", "invalid_api_key": " Check FLORA_API_KEY."}.get(exc.code, "")
-        rid = f", request-id {exc.request_id}" if exc.request_id else ""
-        return StartupError(f"{where}: {exc.message} (HTTP {exc.status_code} {exc.code}{rid}).{hint}")
-    if isinstance(exc, APIError):
-        rid = f" (request-id {exc.request_id})" if exc.request_id else ""
-        return StartupError(f"{where}: {exc.message}{rid}")
-    return StartupError(f"{where}: {type(exc).__name__}: {exc}")
-
-
-@asynccontextmanager
-async def open_toolkit(settings: Settings) -> AsyncIterator[Any]:
-    """A loaded Toolkit, or StartupError with one line that names the cause (never the key)."""
-    from flora_mcp.api.errors import FloraError
-    from flora_mcp.toolkit import Toolkit
-
-    try:
-        toolkit = Toolkit(settings)
-    except FloraError as exc:
-        raise StartupError(exc.message) from None
-    try:
-        await toolkit.__aenter__()
-    except FloraError as exc:
-        raise catalog_failure(settings, exc) from None
-    try:
-        yield toolkit
-    finally:
-        await toolkit.aclose()

@@ -49,13 +49,13 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.methods import serialize_server_result
 
-from flora_mcp import builtin_tools as bt
-from flora_mcp.results import ToolResult
-from flora_mcp.toolkit import Toolkit
+from flora_mcp.core import builtin as bt
+from flora_mcp.core.results import ToolResult
+from flora_mcp.core.toolkit import Toolkit
 
 __all__ = ["TASKS_VERSION", "TaskStore", "install_tasks"]
 
-log = logging.getLogger("flora_mcp.tasks")
+log = logging.getLogger("flora_mcp.server.tasks")
 
 TASKS_VERSION = "2025-11-25"
 RELATED_TASK = "io.modelcontextprotocol/related-task"

@@ -1,7 +1,7 @@
 """Toolkit: FLORA techniques as tools, in one import, for MCP servers and LLM tool-calling pipelines alike.
 
     async with Toolkit(Settings(api_key="sk_live_...")) as toolkit:
-        tools = toolkit.tool_definitions()                      # MCP-shaped; see flora_mcp.export for others
+        tools = toolkit.tool_definitions()  # MCP-shaped; see flora_mcp.export for others
         result = await toolkit.call("cctv-cam", {"input_image": "https://..."})
         print(result.status, [o.url for o in result.outputs], result.charged_cost)
 
@@ -20,24 +20,24 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.to_thread
 
-from flora_mcp import builtin_tools as bt
 from flora_mcp._net import is_loopback_host
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import FloraError
 from flora_mcp.api.models import Technique
 from flora_mcp.api.retry import RetryPolicy
-from flora_mcp.catalog import Catalog, format_usd, load_techniques, technique_filter
-from flora_mcp.catalog_cache import CatalogCache, default_cache_dir
 from flora_mcp.config import Settings
-from flora_mcp.journal import Journal
+from flora_mcp.core import builtin as bt
+from flora_mcp.core.cache import CatalogCache, default_cache_dir
+from flora_mcp.core.catalog import Catalog, format_usd, load_techniques, technique_filter
+from flora_mcp.core.journal import Journal
+from flora_mcp.core.outcomes import invalid
+from flora_mcp.core.results import ToolResult
+from flora_mcp.core.runs import ProgressCallback, RunManager, account_id
 from flora_mcp.logs import add_secret
-from flora_mcp.outcomes import invalid
-from flora_mcp.results import ToolResult
-from flora_mcp.runs import ProgressCallback, RunManager, account_id
 
 __all__ = ["COMPACT_THRESHOLD", "ConfigurationError", "Toolkit"]
 
-log = logging.getLogger("flora_mcp.toolkit")
+log = logging.getLogger("flora_mcp.core.toolkit")
 
 COMPACT_THRESHOLD = 40
 
@@ -223,7 +223,7 @@ class Toolkit:
 
     def export_tools(self, fmt: str) -> list[dict[str, Any]]:
         """Tool definitions in the shape one LLM API expects: mcp, anthropic, openai or gemini."""
-        from flora_mcp.export import export_tools
+        from flora_mcp.integrations.export import export_tools
 
         return export_tools(self.tool_definitions(), fmt)
 
@@ -231,7 +231,7 @@ class Toolkit:
         """Small previews of a result's image outputs as MCP image content, when FLORA_PREVIEW is on."""
         if not self.settings.preview or not result.outputs:
             return []
-        from flora_mcp.previews import make_previews
+        from flora_mcp.core.previews import make_previews
 
         return await make_previews(result.outputs, flora_base_url=self.settings.base_url)
 

@@ -1,0 +1,1 @@
+"""MCP wiring on top of the core's Toolkit: handlers, tasks, notifications, stdio (see README.md)."""
