@@ -24,7 +24,7 @@ from flora_mcp.hosted import AuthPolicy, HostedOptions, HostedServer, bind
 from flora_mcp.sandbox import Sandbox
 from tests.conftest import settings_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}

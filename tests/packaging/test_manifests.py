@@ -16,7 +16,7 @@ from flora_mcp.cli.main import build_parser
 from flora_mcp.config import Settings
 from flora_mcp.hosted import DRAIN_TIMEOUT, is_loopback
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 SETTINGS_VARIABLES = {f"FLORA_{name.upper()}" for name in Settings.model_fields}
 # What a client keeps for a hosted server: its copy of one of the server's FLORA_MCP_TOKENS.
