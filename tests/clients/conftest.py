@@ -22,12 +22,6 @@ NPM_MISSING = 3
 """install.sh's exit status when npm is not on PATH."""
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "clients: drives real MCP clients from npm (Inspector, TypeScript SDK, conformance); "
-                   "deselect with -m 'not clients'")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
