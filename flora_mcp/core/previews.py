@@ -1,10 +1,12 @@
-"""Small previews of image outputs, and the one guarded way flora-mcp downloads an output file.
+"""Small previews of image outputs, and downloads of output files through the guard of `flora_mcp._fetch_guard`.
 
-Every download goes through `fetch_output`: https only (plain http only to a loopback host, and only when FLORA itself
-is on loopback, as the sandbox is), no redirect to another host, a timeout, a content-type check and a byte cap
-enforced while streaming. Previews (`make_previews`, used when FLORA_PREVIEW is on) then decode the image with
-Pillow, shrink it to at most `PREVIEW_MAX_SIDE` pixels on its long side and re-encode it; the full-size file never
-reaches the client, and video or audio outputs are never fetched.
+Every download goes through `open_output` (and `fetch_output`, which reads it into memory): each hop checked and
+pinned by the guard (public https addresses only; loopback, over http too, only at FLORA's own port when FLORA is on
+loopback, as the sandbox is), every redirect re-checked, a timeout, a content-type check and a byte cap enforced while
+streaming. Previews (`make_previews`, used when FLORA_PREVIEW is on) then decode the image with Pillow, among
+`PREVIEW_FORMATS` only (EPS and other formats that run external programs are refused), shrink it to at most
+`PREVIEW_MAX_SIDE` pixels on its long side and re-encode it; the full-size file never reaches the client, and video
+or audio outputs are never fetched.
 """
 
 from __future__ import annotations
@@ -17,14 +19,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin, urlsplit
 
 import anyio
 import httpx
 from PIL import Image
 
-from flora_mcp._net import is_loopback_host
-from flora_mcp._version import __version__
+from flora_mcp._fetch_guard import FetchPolicy, FetchRefused, guarded_client, guarded_stream
 from flora_mcp.core.results import OutputFile
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ __all__ = [
     "FETCH_TIMEOUT",
     "IMAGE_OUTPUT_TYPES",
     "MAX_PREVIEWS",
+    "PREVIEW_FORMATS",
     "PREVIEW_MAX_BYTES",
     "PREVIEW_MAX_SIDE",
     "FetchRefused",
@@ -44,7 +45,6 @@ __all__ = [
     "make_preview",
     "make_previews",
     "open_output",
-    "refusal_reason",
 ]
 
 log = logging.getLogger("flora_mcp.core.previews")
@@ -56,16 +56,13 @@ FETCH_TIMEOUT = 15.0
 """Seconds for one whole download (connect, headers and body)."""
 MAX_PREVIEWS = 4
 """Previews per result: a multiple-value call can make many images, and each one costs the model context."""
-MAX_REDIRECTS = 3
 MAX_SOURCE_PIXELS = 40_000_000
 """Images larger than this are not decoded (decompression bombs)."""
 JPEG_QUALITY = 80
+PREVIEW_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
+"""The only formats a preview decodes: Pillow would hand EPS to Ghostscript, and others need external programs."""
 IMAGE_OUTPUT_TYPES = frozenset({"imageUrl", "image_url", "image"})
 _CHUNK = 64 * 1024
-
-
-class FetchRefused(Exception):
-    """An output URL was not downloaded: the policy refused it, or the answer broke a limit."""
 
 
 @dataclass(frozen=True)
@@ -77,29 +74,6 @@ class Fetched:
     data: bytes
 
 
-
-def refusal_reason(url: str, *, flora_base_url: str) -> str | None:
-    """Why flora-mcp will not download this URL, or None when it may.
-
-    https is allowed to any host; http only to a loopback host, and only when FLORA's own base URL is on loopback
-    (the sandbox), so a real deployment never fetches plain http nor reaches into the machine's loopback services.
-    """
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return "not an absolute URL"
-    if parts.scheme == "https":
-        return None
-    flora_is_local = is_loopback_host(urlsplit(flora_base_url).hostname)
-    if parts.scheme == "http" and is_loopback_host(parts.hostname) and flora_is_local:
-        return None
-    return f"only https URLs are downloaded, not {parts.scheme or 'a relative'} URL of {parts.hostname}"
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port
-
-
 @asynccontextmanager
 async def open_output(
     url: str,
@@ -108,47 +82,32 @@ async def open_output(
     accept: Callable[[str], bool] | None = None,
     timeout: float = FETCH_TIMEOUT,
     client: httpx.AsyncClient | None = None,
+    policy: FetchPolicy | None = None,
 ) -> AsyncIterator[httpx.Response]:
-    """A streaming GET of an output URL under the download policy; the caller reads the body and caps its size.
-
-    Redirects are followed only within the same scheme, host and port (at most `MAX_REDIRECTS`).
+    """A streaming GET of an output URL through the fetch guard; the caller reads the body and caps its size.
 
     Args:
         url: the output URL.
-        flora_base_url: FLORA's API base URL, which decides whether loopback http is allowed.
+        flora_base_url: FLORA's API base URL, which decides whether FLORA's own loopback port may be reached.
         accept: called with the response's media type (`image/png`); False refuses the download.
         timeout: seconds for connecting and each read.
-        client: an httpx client to use; by default one is made for this download.
+        client: a client from `guarded_client` to use; by default one is made for this download.
+        policy: where downloads may connect; by default `FetchPolicy.for_flora(flora_base_url)`.
 
     Raises:
-        FetchRefused: the URL, a redirect, the status or the content type was refused.
+        FetchRefused: the URL, a redirect, the status or the content type was refused, or the download failed.
     """
-    reason = refusal_reason(url, flora_base_url=flora_base_url)
-    if reason:
-        raise FetchRefused(reason)
+    policy = policy or FetchPolicy.for_flora(flora_base_url)
     own = client is None
-    http = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False,
-                                       headers={"User-Agent": f"flora-mcp/{__version__}"})
+    http = client or guarded_client(timeout=timeout)
     try:
-        current = url
-        for _ in range(MAX_REDIRECTS + 1):
-            async with http.stream("GET", current, follow_redirects=False) as response:
-                if response.is_redirect:
-                    target = urljoin(current, response.headers.get("location", ""))
-                    if _origin(target) != _origin(current):
-                        raise FetchRefused(f"redirect to another host refused: {urlsplit(target).hostname}")
-                    current = target
-                    continue
-                if response.status_code != 200:
-                    raise FetchRefused(f"HTTP {response.status_code}")
-                media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if accept is not None and not accept(media_type):
-                    raise FetchRefused(f"content type {media_type or 'missing'} refused")
-                yield response
-                return
-        raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
-    except httpx.HTTPError as exc:
-        raise FetchRefused(f"download failed: {type(exc).__name__}") from exc
+        async with guarded_stream(http, "GET", url, policy=policy) as response:
+            if response.status_code != 200:
+                raise FetchRefused(f"HTTP {response.status_code}")
+            media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if accept is not None and not accept(media_type):
+                raise FetchRefused(f"content type {media_type or 'missing'} refused")
+            yield response
     finally:
         if own:
             with anyio.CancelScope(shield=True):
@@ -163,15 +122,16 @@ async def fetch_output(
     accept: Callable[[str], bool] | None = None,
     timeout: float = FETCH_TIMEOUT,
     client: httpx.AsyncClient | None = None,
+    policy: FetchPolicy | None = None,
 ) -> Fetched:
-    """Download an output URL into memory under the download policy, at most `max_bytes`, within `timeout`.
+    """Download an output URL into memory through the fetch guard, at most `max_bytes`, within `timeout`.
 
     Raises:
         FetchRefused: refused by policy, too large, too slow, or failed.
     """
     with anyio.move_on_after(timeout):
         async with open_output(url, flora_base_url=flora_base_url, accept=accept, timeout=timeout,
-                               client=client) as response:
+                               client=client, policy=policy) as response:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise FetchRefused(f"{int(declared)} bytes is more than the {max_bytes}-byte cap")
@@ -197,12 +157,12 @@ def make_preview(data: bytes, *, max_side: int = PREVIEW_MAX_SIDE) -> tuple[byte
         The encoded bytes and their MIME type: PNG when the image has transparency, else JPEG.
 
     Raises:
-        ValueError: the data is not an image Pillow can read, or it is too large to decode safely.
+        ValueError: the data is not an image of `PREVIEW_FORMATS`, or it is too large to decode safely.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as source:
+            with Image.open(io.BytesIO(data), formats=PREVIEW_FORMATS) as source:
                 width, height = source.size
                 if width * height > MAX_SOURCE_PIXELS:
                     raise ValueError(f"{width}x{height} pixels is too large to decode")
@@ -220,11 +180,11 @@ def make_preview(data: bytes, *, max_side: int = PREVIEW_MAX_SIDE) -> tuple[byte
     return out.getvalue(), "image/jpeg"
 
 
-async def _preview_of(output: OutputFile, *, flora_base_url: str, client: httpx.AsyncClient,
+async def _preview_of(output: OutputFile, *, flora_base_url: str, client: httpx.AsyncClient, policy: FetchPolicy,
                       max_bytes: int, timeout: float) -> types.ImageContent | None:
     try:
         fetched = await fetch_output(output.url, flora_base_url=flora_base_url, max_bytes=max_bytes,
-                                     accept=is_image_type, timeout=timeout, client=client)
+                                     accept=is_image_type, timeout=timeout, client=client, policy=policy)
         data, mime_type = await anyio.to_thread.run_sync(make_preview, fetched.data)
     except (FetchRefused, ValueError) as exc:
         log.warning("no preview of output %s: %s", output.output_id, exc)
@@ -242,15 +202,17 @@ async def make_previews(
     max_bytes: int = PREVIEW_MAX_BYTES,
     timeout: float = FETCH_TIMEOUT,
     limit: int = MAX_PREVIEWS,
+    policy: FetchPolicy | None = None,
 ) -> list[types.ImageContent]:
     """Small previews of the image outputs among `outputs`, in their order; failures are logged and skipped.
 
     Args:
         outputs: a result's outputs; only image types are considered, and at most `limit` of them.
-        flora_base_url: FLORA's API base URL (loopback http is allowed only when it is on loopback).
+        flora_base_url: FLORA's API base URL (its own loopback port is reachable only when it is on loopback).
         max_bytes: the largest source file downloaded.
         timeout: seconds for each download.
         limit: at most this many previews.
+        policy: where downloads may connect; by default `FetchPolicy.for_flora(flora_base_url)`.
 
     Returns:
         One MCP image content item per preview made.
@@ -259,11 +221,11 @@ async def make_previews(
     if not images:
         return []
     found: list[types.ImageContent | None] = [None] * len(images)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False,
-                                 headers={"User-Agent": f"flora-mcp/{__version__}"}) as client:
+    policy = policy or FetchPolicy.for_flora(flora_base_url)
+    async with guarded_client(timeout=timeout) as client:
 
         async def one(index: int, output: OutputFile) -> None:
-            found[index] = await _preview_of(output, flora_base_url=flora_base_url, client=client,
+            found[index] = await _preview_of(output, flora_base_url=flora_base_url, client=client, policy=policy,
                                              max_bytes=max_bytes, timeout=timeout)
 
         async with anyio.create_task_group() as tg:
