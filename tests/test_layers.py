@@ -3,7 +3,7 @@
 Every `import` in every module under `flora_mcp/` counts: module level, inside functions (lazy) and under
 `TYPE_CHECKING`, since each one is a dependency a reader has to follow. The layers, lowest first:
 
-    foundation     flora_mcp._version, flora_mcp._net, flora_mcp.config, flora_mcp.logs
+    foundation     flora_mcp._version, flora_mcp._net, flora_mcp._fetch_guard, flora_mcp.config, flora_mcp.logs
     api            the FLORA REST client
     core           catalog, runs, journal, results, the Toolkit facade
     server | integrations   MCP wiring | export and adapters: peers, neither imports the other
@@ -28,7 +28,8 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "flora_mcp"
 
-FOUNDATION = frozenset({"flora_mcp._version", "flora_mcp._net", "flora_mcp.config", "flora_mcp.logs"})
+FOUNDATION = frozenset({"flora_mcp._version", "flora_mcp._net", "flora_mcp._fetch_guard", "flora_mcp.config",
+                        "flora_mcp.logs"})
 PUBLIC = frozenset({"flora_mcp", "flora_mcp.__main__", "flora_mcp.export", "flora_mcp.adapters"})
 RANKS = {"foundation": 0, "api": 1, "core": 2, "server": 3, "integrations": 3, "hosted": 4, "cli": 5, "public": 6}
 SANDBOX = "sandbox"
