@@ -1,16 +1,37 @@
-"""One settings object, read from the environment (`FLORA_*`) and overridden by command-line flags."""
+"""One settings object, read from the environment (`FLORA_*`) and overridden by command-line flags.
+
+Each field is one setting: its name is the variable `FLORA_<NAME>` and the flag `--<name>` (the flags are generated
+from these fields by `flora_mcp.cli.flags`), its description is the flag's help. A secret is marked `NOT_A_FLAG`: a
+command line is visible to every user of the machine (`ps`), so secrets come from the environment only.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_BASE_URL", "Settings"]
+from flora_mcp.api.client import DEFAULT_TIMEOUT, MIN_POLL_INTERVAL, SCHEMA_FETCH_CONCURRENCY
+from flora_mcp.api.errors import FloraError
+from flora_mcp.api.retry import DEFAULT_MAX_RETRIES
+
+__all__ = ["DEFAULT_BASE_URL", "NOT_A_FLAG", "ConfigurationError", "Settings"]
 
 DEFAULT_BASE_URL = "https://app.flora.ai/api/v1"
+
+NOT_A_FLAG: dict[str, Any] = {"flag": False}
+"""Field metadata (`json_schema_extra`) of a setting read from the environment only, never from a flag."""
+
+MISSING_API_KEY = ("FLORA_API_KEY is not set. Set it to your FLORA API key (sk_live_..., from FLORA: Settings > API), "
+                   "or run with --sandbox to try the embedded sandbox.")
+
+
+class ConfigurationError(FloraError):
+    """The settings cannot work (no API key, say)."""
+
+    code = "configuration_error"
 
 
 class Settings(BaseSettings):
@@ -18,33 +39,47 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FLORA_", extra="ignore", validate_default=True)
 
-    api_key: SecretStr | None = Field(default=None, description="FLORA API key (sk_live_...).")
+    api_key: SecretStr | None = Field(default=None, description="FLORA API key (sk_live_...).",
+                                      json_schema_extra=NOT_A_FLAG)
     base_url: str = Field(default=DEFAULT_BASE_URL, description="FLORA API base URL, ending in /api/v1.")
-    workspace_id: str | None = Field(default=None, description="When set, runs go through POST /runs/technique.")
+    workspace_id: str | None = Field(default=None, description="Run through POST /runs/technique in this workspace.")
 
-    poll_interval: float = Field(default=2.0, gt=0, description="Shortest time between two polls of a run, seconds.")
-    max_wait: float = Field(default=50.0, gt=0, description="Longest a tool call waits for its run, seconds.")
-    run_timeout: float = Field(default=3600.0, gt=0, description="Stop waiting on a run this long after it started.")
-    request_timeout: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request to FLORA, seconds.")
-    max_retries: int = Field(default=3, ge=0, le=10, description="Retries of one request on transient failures.")
-    catalog_concurrency: int = Field(default=8, ge=1, le=64, description="Technique schemas fetched at once.")
+    poll_interval: float = Field(default=MIN_POLL_INTERVAL, gt=0,
+                                 description="Shortest seconds between two polls of a run (FLORA asks for 2-5 s).")
+    max_wait: float = Field(default=50.0, gt=0,
+                            description="Longest seconds a call waits before returning `running` with the run id.")
+    run_timeout: float = Field(default=3600.0, gt=0,
+                               description="Stop waiting on a run this many seconds after it started.")
+    request_timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0,
+                                   description="Timeout of one HTTP request to FLORA, seconds.")
+    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=10,
+                             description="Retries of one request on 408/429/5xx/connection errors.")
+    catalog_concurrency: int = Field(default=SCHEMA_FETCH_CONCURRENCY, ge=1, le=64,
+                                     description="Technique schemas fetched at once while loading the catalog.")
 
-    log_level: str = Field(default="INFO", description="Log level of the stderr log.")
-    journal: str | None = Field(default=None, description="Run journal path; ':memory:' for none on disk.")
+    log_level: str = Field(default="INFO", description="Level of the stderr log: DEBUG, INFO, WARNING or ERROR.")
+    journal: str | None = Field(default=None, description="Run journal path (SQLite; unset: runs.sqlite3 in the user "
+                                                          "data folder); ':memory:' keeps none.")
 
     techniques: str | None = Field(default=None, description="Slug globs to include or exclude: 'cctv-*,!*-beta'.")
-    query: str | None = Field(default=None, description="Passed as `query` to the technique list.")
-    tools_mode: Literal["full", "compact", "auto"] = "auto"
-    catalog_ttl: float = Field(default=3600.0, ge=0, description="Age after which a cached catalog is refreshed.")
+    query: str | None = Field(default=None, description="Only techniques matching this search (FLORA's `query`).")
+    tools_mode: Literal["full", "compact", "auto"] = Field(
+        default="auto", description="full: one tool per technique; compact: search, describe and run tools that "
+                                    "reach every technique; auto: compact above 40 techniques.")
+    catalog_ttl: float = Field(default=3600.0, ge=0,
+                               description="Seconds after which a cached catalog is refreshed (0: on every start).")
     catalog_refresh: float = Field(default=0.0, ge=0, description="Re-list techniques every N seconds (0: never).")
-    catalog_cache: str | None = Field(default=None, description="Catalog cache folder; 'off' disables it.")
+    catalog_cache: str | None = Field(default=None, description="Catalog cache folder (unset: the user cache folder, "
+                                                                "none for a FLORA on loopback); 'off' disables it.")
 
     max_cost_per_call: float | None = Field(default=None, ge=0, description="Refuse a call costing more (USD).")
-    session_budget: float | None = Field(default=None, ge=0, description="Refuse calls beyond this spend (USD).")
+    session_budget: float | None = Field(default=None, ge=0,
+                                         description="Refuse calls once this session would spend more (USD).")
     preview: bool = Field(default=False, description="Attach small previews of image outputs.")
     tasks: bool = Field(default=False, description="Offer MCP tasks to clients that negotiate them (experimental).")
 
-    mcp_tokens: SecretStr | None = Field(default=None, description="Comma-separated bearer tokens for hosted mode.")
+    mcp_tokens: SecretStr | None = Field(default=None, description="Comma-separated bearer tokens for hosted mode.",
+                                         json_schema_extra=NOT_A_FLAG)
 
     @field_validator("base_url")
     @classmethod
@@ -59,6 +94,17 @@ class Settings(BaseSettings):
     def api_key_value(self) -> str | None:
         """The API key in clear, for the Authorization header only."""
         return self.api_key.get_secret_value() if self.api_key else None
+
+    def require_api_key(self) -> str:
+        """The API key in clear, for the Authorization header only.
+
+        Raises:
+            ConfigurationError: no key is set; the message says where to get one, or to use --sandbox.
+        """
+        key = self.api_key_value()
+        if not key:
+            raise ConfigurationError(MISSING_API_KEY)
+        return key
 
     def journal_path(self) -> str:
         """Where the run journal lives: FLORA_JOURNAL, else the user's data directory."""

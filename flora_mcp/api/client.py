@@ -12,24 +12,32 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from flora_mcp._version import __version__
-from flora_mcp.api.errors import (
-    APIConnectionError,
-    APIError,
-    APIResponseError,
-    APIStatusError,
-    IdempotencyError,
-    error_from_response,
-    map_transport_errors,
-)
-from flora_mcp.api.models import Run, Technique, Workspace
+from flora_mcp.api.errors import APIError, APIResponseError, error_from_response, map_transport_errors
+from flora_mcp.api.models import Run, Technique
 from flora_mcp.api.retry import RetryPolicy
 
-__all__ = ["MAX_LIST_PAGES", "FloraClient"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "LIST_PAGE_SIZE",
+    "MAX_LIST_PAGES",
+    "MIN_POLL_INTERVAL",
+    "SCHEMA_FETCH_CONCURRENCY",
+    "FloraClient",
+]
 
 log = logging.getLogger("flora_mcp.api")
 
 M = TypeVar("M", bound=BaseModel)
 
+DEFAULT_TIMEOUT = 30.0
+"""Seconds for one HTTP request to FLORA (each retry gets its own)."""
+CONNECT_TIMEOUT = 10.0
+"""Seconds to open a connection, when the request timeout is longer."""
+MIN_POLL_INTERVAL = 2.0
+"""Shortest seconds between two polls of a run: FLORA's guide asks for a poll every 2-5 seconds."""
+SCHEMA_FETCH_CONCURRENCY = 8
+"""Technique schemas (`GET /techniques/{id}`) a catalog load asks FLORA for at once."""
 MAX_LIST_PAGES = 10_000
 LIST_PAGE_SIZE = 100
 
@@ -50,7 +58,7 @@ class FloraClient:
         *,
         api_key: str,
         base_url: str,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -58,7 +66,7 @@ class FloraClient:
         self.retry = retry or RetryPolicy()
         self._http = httpx.AsyncClient(
             base_url=self.base_url + "/",
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
             headers={
                 "Authorization": f"Bearer {api_key}",
                 "User-Agent": f"flora-mcp/{__version__}",
@@ -128,8 +136,7 @@ class FloraClient:
         """Start a run. The same `idempotency_key` is sent on every attempt, as header and as body field.
 
         Raises:
-            IdempotencyError: FLORA already has a run for this key; `after_unknown_outcome` is set when an earlier
-                attempt of this very call may have created it.
+            IdempotencyError: FLORA already has a run for this key (perhaps from an earlier attempt of this call).
         """
         types = {io.id: io.type for io in technique.inputs or []}
         if workspace_id:
@@ -185,13 +192,6 @@ class FloraClient:
         items = _list_field(body, "technique_runs", endpoint=endpoint, request_id=rid)
         return [_parse(Run, item, endpoint=endpoint, request_id=rid) for item in items], _next_cursor(body)
 
-    async def list_workspaces(self) -> list[Workspace]:
-        """The workspaces this key can run techniques in (`GET /workspaces`)."""
-        endpoint = "GET /workspaces"
-        body, rid = await self._request("GET", "workspaces", endpoint=endpoint)
-        items = _list_field(body, "workspaces", endpoint=endpoint, request_id=rid)
-        return [_parse(Workspace, item, endpoint=endpoint, request_id=rid) for item in items]
-
     # Transport --------------------------------------------------------------------------------------------------
 
     def absolute(self, url: str) -> str:
@@ -223,17 +223,11 @@ class FloraClient:
         """The decoded JSON body and the request-id of one logical request, retried under the policy."""
         idempotent = method == "GET" or idempotency_key is not None
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        maybe_created = False
         attempt = 0
         while True:
             try:
                 return await self._attempt(method, url, endpoint=endpoint, params=params, json=json, headers=headers)
-            except IdempotencyError as exc:
-                exc.after_unknown_outcome = maybe_created
-                raise
             except APIError as exc:
-                if idempotency_key and _outcome_unknown(exc):
-                    maybe_created = True
                 if not self.retry.should_retry(exc, attempt=attempt, idempotent=idempotent):
                     raise
                 wait = self.retry.delay(exc, attempt=attempt)
@@ -269,14 +263,6 @@ class FloraClient:
                 f"(HTTP {response.status_code}, {kind}, {len(response.content)} bytes)",
                 endpoint=endpoint, request_id=request_id,
             ) from None
-
-
-def _outcome_unknown(exc: APIError) -> bool:
-    if isinstance(exc, APIConnectionError):
-        return exc.maybe_sent
-    if isinstance(exc, APIStatusError):
-        return exc.status_code >= 500
-    return True  # a 2xx we could not read: the run was most likely made
 
 
 def _seg(value: str) -> str:

@@ -132,12 +132,7 @@ class NotFoundError(APIStatusError):
 
 
 class IdempotencyError(APIStatusError):
-    """The idempotency key was used before: a run for this request already exists (409/422).
-
-    `after_unknown_outcome` is true when an earlier attempt of the same call may have created that run.
-    """
-
-    after_unknown_outcome: bool = False
+    """The idempotency key was used before: a run for this request already exists (409/422)."""
 
 
 class RateLimitError(APIStatusError):

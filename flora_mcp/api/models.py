@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RUN_STATUSES", "Run", "RunOutput", "Technique", "TechniqueIO", "Workspace"]
+__all__ = ["RUN_STATUSES", "Run", "RunOutput", "Technique", "TechniqueIO"]
 
 RUN_STATUSES: frozenset[str] = frozenset({"pending", "running", "completed", "failed"})
 _STATUS_SYNONYMS = {
@@ -143,10 +143,3 @@ class Run(_Model):
         """Whether the run has finished, completed or failed, and will not change again."""
         return self.status in TERMINAL_STATUSES
 
-
-class Workspace(_Model):
-    """A workspace the key can run techniques in."""
-
-    workspace_id: str = Field(validation_alias=AliasChoices("workspace_id", "workspaceId", "id"))
-    name: str = ""
-    role: str | None = None

@@ -25,5 +25,4 @@ async def settings_with_sandbox(settings: Settings, sandbox: bool) -> AsyncItera
 
     async with serve_sandbox(SandboxConfig()) as box:
         log.info("embedded FLORA sandbox at %s", box.base_url)
-        yield settings.model_copy(update={"base_url": box.base_url, "api_key": SecretStr(box.api_key),
-                                          "workspace_id": settings.workspace_id})
+        yield settings.model_copy(update={"base_url": box.base_url, "api_key": SecretStr(box.api_key)})

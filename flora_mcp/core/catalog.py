@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from flora_mcp.api.client import FloraClient
+from flora_mcp.api.client import SCHEMA_FETCH_CONCURRENCY, FloraClient
 from flora_mcp.api.errors import APIResponseError, NotFoundError, PermissionDeniedError
 from flora_mcp.api.models import Technique, TechniqueIO
 from flora_mcp.core.results import OUTPUT_SCHEMA, FieldError, format_usd
@@ -302,7 +302,7 @@ async def load_techniques(
     client: FloraClient,
     *,
     query: str | None = None,
-    concurrency: int = 8,
+    concurrency: int = SCHEMA_FETCH_CONCURRENCY,
     accept: Callable[[Technique], bool] | None = None,
     on_listed: Callable[[list[Technique]], Awaitable[None]] | None = None,
 ) -> list[Technique]:

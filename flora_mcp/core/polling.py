@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flora_mcp.api.client import MIN_POLL_INTERVAL
+
 __all__ = ["MAX_POLL_INTERVAL", "PollScheduler"]
 
 MAX_POLL_INTERVAL = 10.0
@@ -23,7 +25,7 @@ MAX_FINISH_MARGIN = 0.5
 class PollScheduler:
     """Decides the delay before each poll from what the run has told us so far."""
 
-    min_interval: float = 2.0
+    min_interval: float = MIN_POLL_INTERVAL
     max_interval: float = MAX_POLL_INTERVAL
     _samples: list[tuple[float, float]] = field(default_factory=list)
 

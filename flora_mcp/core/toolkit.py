@@ -25,7 +25,7 @@ from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import FloraError
 from flora_mcp.api.models import Technique
 from flora_mcp.api.retry import RetryPolicy
-from flora_mcp.config import Settings
+from flora_mcp.config import ConfigurationError, Settings
 from flora_mcp.core import builtin as bt
 from flora_mcp.core.cache import CatalogCache, default_cache_dir
 from flora_mcp.core.catalog import Catalog, format_usd, load_techniques, technique_filter
@@ -42,12 +42,6 @@ log = logging.getLogger("flora_mcp.core.toolkit")
 COMPACT_THRESHOLD = 40
 
 
-class ConfigurationError(FloraError):
-    """The settings cannot work (no API key, say)."""
-
-    code = "configuration_error"
-
-
 class Toolkit:
     """FLORA techniques as callable tools, with validation, retries, waiting limits, cost caps and a run journal.
 
@@ -61,9 +55,7 @@ class Toolkit:
     def __init__(self, settings: Settings | None = None, *, journal: Journal | None = None,
                  client: FloraClient | None = None) -> None:
         self.settings = settings or Settings()
-        key = self.settings.api_key_value()
-        if not key and client is None:
-            raise ConfigurationError("FLORA_API_KEY is not set: get a key in FLORA (Settings > API), or use --sandbox.")
+        key = self.settings.api_key_value() if client is not None else self.settings.require_api_key()
         add_secret(key)
         self._own_client = client is None
         self.client = client or FloraClient(

@@ -22,7 +22,7 @@ from sse_starlette.sse import AppStatus
 
 from flora_mcp._net import bind_listener as bind
 from flora_mcp.api.errors import FloraError
-from flora_mcp.config import Settings
+from flora_mcp.config import ConfigurationError, Settings
 from flora_mcp.core.startup import StartupError, catalog_failure
 from flora_mcp.hosted._app import MCP_PATH, SSE_PATH, HostedApp
 from flora_mcp.hosted._auth import AuthPolicy
@@ -54,9 +54,11 @@ async def serve_http(settings: Settings, args: argparse.Namespace) -> None:
             f"refusing to serve on {options.host} without auth: anyone who can reach it could spend your FLORA "
             "credits. Set FLORA_MCP_TOKENS (comma-separated bearer tokens) or pass --per-user-keys, or bind "
             "--host 127.0.0.1.")
-    if not options.per_user_keys and not settings.api_key_value():
-        raise StartupError("FLORA_API_KEY is not set: the server's own key serves every client (or pass "
-                           "--per-user-keys so each client sends its own).")
+    if not options.per_user_keys:
+        try:
+            settings.require_api_key()  # the server's own key serves every client
+        except ConfigurationError as exc:
+            raise StartupError(exc.message) from None
     try:
         sock = bind(options.host, options.port)
     except OSError as exc:
