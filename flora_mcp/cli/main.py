@@ -16,69 +16,63 @@ import anyio
 from pydantic import ValidationError
 
 from flora_mcp._version import __version__
+from flora_mcp.cli.flags import add_setting_flags, setting_overrides
 from flora_mcp.cli.sandbox import settings_with_sandbox
-from flora_mcp.config import Settings
+from flora_mcp.config import ConfigurationError, Settings
 from flora_mcp.core.startup import StartupError, open_toolkit
 
 __all__ = ["main", "settings_from_args"]
 
 log = logging.getLogger("flora_mcp")
 
-# Flag -> settings field; each flag wins over its FLORA_* variable.
-_SETTING_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--base-url": ("base_url", str, "FLORA API base URL (FLORA_BASE_URL)."),
-    "--workspace-id": ("workspace_id", str, "Run through POST /runs/technique in this workspace."),
-    "--poll-interval": ("poll_interval", float, "Shortest seconds between polls (FLORA_POLL_INTERVAL)."),
-    "--max-wait": ("max_wait", float, "Longest seconds a call waits for its run (FLORA_MAX_WAIT)."),
-    "--run-timeout": ("run_timeout", float, "Stop waiting on a run after this many seconds (FLORA_RUN_TIMEOUT)."),
-    "--log-level": ("log_level", str, "DEBUG, INFO, WARNING or ERROR (FLORA_LOG_LEVEL)."),
-    "--journal": ("journal", str, "Run journal path, ':memory:' for none (FLORA_JOURNAL)."),
-    "--techniques": ("techniques", str, "Slug globs to include/exclude: 'cctv-*,!*-beta' (FLORA_TECHNIQUES)."),
-    "--query": ("query", str, "Only techniques matching this search (FLORA_QUERY)."),
-    "--tools-mode": ("tools_mode", str, "full, compact or auto (FLORA_TOOLS_MODE)."),
-    "--max-cost-per-call": ("max_cost_per_call", float, "Refuse calls costing more USD (FLORA_MAX_COST_PER_CALL)."),
-    "--session-budget": ("session_budget", float, "Refuse calls past this USD spend (FLORA_SESSION_BUDGET)."),
-}
 
-
-def _settings_parent() -> argparse.ArgumentParser:
+def _settings_parent(*, suppress_defaults: bool) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("FLORA settings (flags win over FLORA_* environment variables)")
     group.add_argument("--sandbox", action="store_true",
+                       default=argparse.SUPPRESS if suppress_defaults else False,
                        help="Start the embedded FLORA sandbox on loopback and use it (no key needed).")
-    for flag, (field, kind, text) in _SETTING_FLAGS.items():
-        group.add_argument(flag, dest=field, type=kind, default=None, help=text)
+    add_setting_flags(group, suppress_defaults=suppress_defaults)
     return parent
+
+
+def _serve_parent(*, suppress_defaults: bool) -> argparse.ArgumentParser:
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress_defaults else value
+
+    serve_opts = argparse.ArgumentParser(add_help=False)
+    serve_group = serve_opts.add_argument_group("serving")
+    serve_group.add_argument("--transport", choices=["stdio", "http", "sse"], default=default("stdio"))
+    serve_group.add_argument("--host", default=default("127.0.0.1"), help="HTTP bind address (default 127.0.0.1).")
+    serve_group.add_argument("--port", type=int, default=default(8000), help="HTTP port (default 8000).")
+    serve_group.add_argument("--stateless", action="store_true", default=default(False),
+                             help="Stateless streamable HTTP (replicas).")
+    serve_group.add_argument("--per-user-keys", action="store_true", default=default(False),
+                             help="Hosted: each client sends its own FLORA key (Authorization or X-Flora-Api-Key).")
+    serve_group.add_argument("--allowed-host", action="append", default=default([]), metavar="HOST",
+                             help="Hosted: also accept this Host header (repeatable).")
+    serve_group.add_argument("--allowed-origin", action="append", default=default([]), metavar="ORIGIN",
+                             help="Hosted: also accept this Origin (repeatable).")
+    return serve_opts
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: serving flags, FLORA settings flags, and the verbs."""
-    parent = _settings_parent()
-    serve_opts = argparse.ArgumentParser(add_help=False)
-    serve_group = serve_opts.add_argument_group("serving")
-    serve_group.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
-    serve_group.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1).")
-    serve_group.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000).")
-    serve_group.add_argument("--stateless", action="store_true", help="Stateless streamable HTTP (replicas).")
-    serve_group.add_argument("--per-user-keys", action="store_true",
-                             help="Hosted: each client sends its own FLORA key (Authorization or X-Flora-Api-Key).")
-    serve_group.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
-                             help="Hosted: also accept this Host header (repeatable).")
-    serve_group.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
-                             help="Hosted: also accept this Origin (repeatable).")
-
+    # The verbs' copies of the shared flags have no defaults: a flag given before the verb's name stays given.
+    parent, serve_opts = _settings_parent(suppress_defaults=False), _serve_parent(suppress_defaults=False)
+    verb_parent, verb_serve_opts = _settings_parent(suppress_defaults=True), _serve_parent(suppress_defaults=True)
     parser = argparse.ArgumentParser(
         prog="flora-mcp", parents=[parent, serve_opts],
         description="Every FLORA technique as a typed MCP tool. Without a command: serve MCP.")
     parser.add_argument("--version", action="version", version=f"flora-mcp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("serve", parents=[parent, serve_opts], help="Serve MCP (the default).")
-    export = sub.add_parser("export-tools", parents=[parent], help="Print the tool definitions as JSON.")
+    sub.add_parser("serve", parents=[verb_parent, verb_serve_opts], help="Serve MCP (the default).")
+    export = sub.add_parser("export-tools", parents=[verb_parent], help="Print the tool definitions as JSON.")
     export.add_argument("--format", choices=["mcp", "anthropic", "openai", "gemini"], default="mcp")
-    sub.add_parser("techniques", parents=[parent], help="A table of the techniques: name, tool, inputs, cost.")
-    describe = sub.add_parser("describe", parents=[parent], help="One technique's inputs, schema and cost.")
+    sub.add_parser("techniques", parents=[verb_parent], help="A table of the techniques: name, tool, inputs, cost.")
+    describe = sub.add_parser("describe", parents=[verb_parent], help="One technique's inputs, schema and cost.")
     describe.add_argument("technique", help="Tool name, slug, technique id or name.")
-    run = sub.add_parser("run", parents=[parent], help="Run a technique: flora-mcp run cctv-cam input_image=URL")
+    run = sub.add_parser("run", parents=[verb_parent], help="Run a technique: flora-mcp run cctv-cam input_image=URL")
     run.add_argument("technique", help="Tool name, slug, technique id or name.")
     run.add_argument("inputs", nargs="*", metavar="KEY=VALUE", help="Inputs; repeat a key for several values.")
     run.add_argument("--download", metavar="DIR", help="Save the outputs into DIR.")
@@ -88,9 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The settings: environment first, then every flag given."""
-    overrides = {field: getattr(args, field) for field, _, _ in _SETTING_FLAGS.values()
-                 if getattr(args, field, None) is not None}
-    return Settings(**overrides)
+    return Settings(**setting_overrides(args))
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -116,9 +108,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = args.command or "serve"
     # Hosted with per-user keys, each client brings its own key: the server needs none.
     keys_from_clients = command == "serve" and args.transport != "stdio" and args.per_user_keys
-    if not args.sandbox and not settings.api_key_value() and not keys_from_clients:
-        _fail("FLORA_API_KEY is not set. Set it to your FLORA API key (sk_live_...), or run with --sandbox to try "
-              "the embedded sandbox.", 2)
+    if not args.sandbox and not keys_from_clients:
+        try:
+            settings.require_api_key()
+        except ConfigurationError as exc:
+            _fail(exc.message, 2)
     try:
         if command == "serve":
             anyio.run(_serve, settings, args)
