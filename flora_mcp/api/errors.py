@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 
+from flora_mcp.logs import redact
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -172,15 +174,20 @@ _CODE_BY_STATUS: dict[int, str] = {
 def error_from_response(
     response: httpx.Response, *, endpoint: str, retry_after: float | None = None
 ) -> APIStatusError:
-    """Turn a non-2xx answer into the matching APIStatusError, with or without FLORA's envelope."""
+    """Turn a non-2xx answer into the matching APIStatusError, with or without FLORA's envelope.
+
+    A server that echoes the key it was sent (some do, in a 401) does not put it into the error: the texts are
+    redacted of the request's bearer token and of anything shaped like a FLORA key.
+    """
     request_id = response.headers.get("request-id") or response.headers.get("x-request-id")
     envelope = _error_envelope(response)
+    secrets = _sent_secrets(response)
     if envelope is not None:
         code = str(envelope.get("code") or _CODE_BY_STATUS.get(response.status_code, "unknown_error"))
-        message = str(envelope.get("message") or f"HTTP {response.status_code}")
+        message = redact(str(envelope.get("message") or f"HTTP {response.status_code}"), secrets)
         raw_fields = envelope.get("fields")
         fields = [
-            {"field": str(f.get("field", "")), "message": str(f.get("message", ""))}
+            {"field": redact(str(f.get("field", "")), secrets), "message": redact(str(f.get("message", "")), secrets)}
             for f in (raw_fields if isinstance(raw_fields, list) else [])
             if isinstance(f, dict)
         ]
@@ -201,6 +208,15 @@ def error_from_response(
         fields=fields,
         retry_after=retry_after,
     )
+
+
+def _sent_secrets(response: httpx.Response) -> list[str]:
+    try:
+        authorization = response.request.headers.get("authorization", "")
+    except RuntimeError:  # a Response built without its request
+        return []
+    token = authorization.partition(" ")[2].strip()
+    return [token] if token else []
 
 
 def _class_for_status(status: int) -> type[APIStatusError]:

@@ -3,7 +3,9 @@
 Retried: connection errors, timeouts, 408, 429 and 5xx, with exponential backoff and jitter, honouring
 `retry-after-ms` / `Retry-After` (seconds or an HTTP date, capped). Never retried: 400, 401, 402, 403, 404, 409, 422.
 Reads retry freely. A run-creating POST is retried only because it carries one idempotency key, made before the first
-attempt and sent again on every retry; without a key it is never retried.
+attempt and sent again on every retry. A POST without a key is sent again only when FLORA cannot have acted on it: the
+connection failed before the request left, or FLORA refused it unread (408, 429); never after a reset, a timeout, a 5xx
+or an unreadable 2xx, any of which may follow a run that was made.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ MAX_RETRY_AFTER = 60.0
 JITTER_RATIO = 0.25
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Statuses that mean FLORA did not act on the request, so that even a POST without an idempotency key may be resent.
+NOT_ACTED_ON_STATUSES = frozenset({408, 429})
 NEVER_RETRY_STATUSES = frozenset({400, 401, 402, 403, 404, 409, 422})
 
 
@@ -61,9 +65,12 @@ class RetryPolicy:
                 return False
             if error.retry_after is not None and error.retry_after > self.max_retry_after:
                 return False
+            if not idempotent and error.status_code not in NOT_ACTED_ON_STATUSES:
+                return False
             return error.status_code in RETRYABLE_STATUSES or error.status_code >= 500
-        # A malformed answer is retried like a server failure: a proxy in between may have mangled it.
-        return True
+        # A malformed answer is retried like a server failure (a proxy in between may have mangled it), except after a
+        # POST without a key: FLORA answered 2xx, so the run was most likely made.
+        return idempotent
 
     def delay(self, error: APIError, *, attempt: int) -> float:
         """Seconds to wait before retrying after failed attempt `attempt` (0-based)."""
