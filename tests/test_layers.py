@@ -3,8 +3,9 @@
 Every `import` in every module under `flora_mcp/` counts: module level, inside functions (lazy) and under
 `TYPE_CHECKING`, since each one is a dependency a reader has to follow. The layers, lowest first:
 
-    foundation     flora_mcp._version, flora_mcp._net, flora_mcp._fetch_guard, flora_mcp.config, flora_mcp.logs
+    foundation     flora_mcp._version, flora_mcp._net, flora_mcp._fetch_guard, flora_mcp.logs
     api            the FLORA REST client
+    settings       flora_mcp.config: the settings, whose defaults are the api layer's constants
     core           catalog, runs, journal, results, the Toolkit facade
     server | integrations   MCP wiring | export and adapters: peers, neither imports the other
     hosted         HTTP + SSE
@@ -28,10 +29,11 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "flora_mcp"
 
-FOUNDATION = frozenset({"flora_mcp._version", "flora_mcp._net", "flora_mcp._fetch_guard", "flora_mcp.config",
-                        "flora_mcp.logs"})
+FOUNDATION = frozenset({"flora_mcp._version", "flora_mcp._net", "flora_mcp._fetch_guard", "flora_mcp.logs"})
+SETTINGS = "flora_mcp.config"
 PUBLIC = frozenset({"flora_mcp", "flora_mcp.__main__", "flora_mcp.export", "flora_mcp.adapters"})
-RANKS = {"foundation": 0, "api": 1, "core": 2, "server": 3, "integrations": 3, "hosted": 4, "cli": 5, "public": 6}
+RANKS = {"foundation": 0, "api": 1, "settings": 2, "core": 3, "server": 4, "integrations": 4, "hosted": 5, "cli": 6,
+         "public": 7}
 SANDBOX = "sandbox"
 
 # The one import that goes up a layer. `Toolkit.export_tools` hands the library user the same definitions in a
@@ -107,6 +109,8 @@ def package_imports() -> list[Import]:
 def layer_of(module: str) -> str | None:
     if module in FOUNDATION:
         return "foundation"
+    if module == SETTINGS:
+        return "settings"
     if module in PUBLIC:
         return "public"
     parts = module.split(".")
