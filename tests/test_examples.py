@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,12 +18,12 @@ import zxingcpp
 from PIL import Image
 
 from flora_mcp.sandbox import Sandbox
-from tests.conftest import TEST_KEY
+from tests.support import TEST_KEY, clean_env
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = ["anthropic_loop.py", "openai_loop.py"]
 # No FLORA key and no model keys: each example must start its own sandbox and use its scripted model.
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("FLORA_", "ANTHROPIC_", "OPENAI_"))}
+CLEAN_ENV = clean_env("ANTHROPIC_", "OPENAI_")
 OUTPUT_URL = r"http://127\.0\.0\.1:(\d+)/files/runs/(run_[0-9a-f]+)/{}\.png"
 QR_URL = re.compile(OUTPUT_URL.format("qr_code"))
 CCTV_URL = re.compile(OUTPUT_URL.format("output_image"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,13 +14,11 @@ from flora_mcp.config import Settings
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.integrations.export import FORMATS, validate_export
 from flora_mcp.sandbox import Sandbox
-from tests.conftest import settings_for
-
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")} | {"FLORA_JOURNAL": ":memory:"}
+from tests.support import server_env, settings_for
 
 
 def export_tools(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "flora_mcp", "export-tools", *args], env=CLEAN_ENV,
+    return subprocess.Popen([sys.executable, "-m", "flora_mcp", "export-tools", *args], env=server_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

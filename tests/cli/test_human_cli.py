@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +19,8 @@ from PIL import Image
 
 from flora_mcp.cli.human import UsageError, exit_code, parse_inputs
 from flora_mcp.core.results import ToolResult
-from flora_mcp.sandbox import Sandbox, serve_sandbox
-from tests.conftest import TEST_KEY, sandbox_config
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    """The sandbox, answering estimated_seconds 0 so that the client polls at once."""
-    async with serve_sandbox(sandbox_config(estimate_scale=0)) as box:
-        yield box
+from flora_mcp.sandbox import Sandbox
+from tests.support import TEST_KEY, posts, server_env
 
 
 class Ran:
@@ -43,9 +34,7 @@ class Ran:
 
 async def cli(*args: str, key: str | None = None) -> Ran:
     """`python -m flora_mcp ARGS` with a clean FLORA environment; the journal and catalog cache stay off disk."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
-    env.update({"FLORA_JOURNAL": ":memory:", "FLORA_CATALOG_CACHE": "off", "FLORA_LOG_LEVEL": "WARNING",
-                "FLORA_POLL_INTERVAL": "0.05"})
+    env = server_env(FLORA_LOG_LEVEL="WARNING", FLORA_POLL_INTERVAL="0.05")
     if key is not None:
         env["FLORA_API_KEY"] = key
     with anyio.fail_after(60):
@@ -72,10 +61,6 @@ async def together(*calls: Any) -> list[Ran]:
         for index in range(len(calls)):
             tg.start_soon(one, index)
     return [r for r in results if r is not None]
-
-
-def posts(sandbox: Sandbox) -> int:
-    return len(sandbox.requests_for("create_technique_run")) + len(sandbox.requests_for("create_run"))
 
 
 PAIRS = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
 import signal
@@ -21,6 +20,8 @@ from typing import IO, Any
 
 import httpx
 
+from tests.support import server_env
+
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS = REPO / "clients"
 NODE_BIN = CLIENTS / "node_modules" / ".bin"
@@ -32,6 +33,8 @@ SANDBOX_KEY = "sk_sandbox_clients"
 
 CLIENT_TIMEOUT = 60.0
 """Longest seconds one client run may take before the test fails."""
+POLL_INTERVAL = "0.1"
+"""FLORA_POLL_INTERVAL of the servers we start: runs are seen finished soon after they finish."""
 SERVER_START_TIMEOUT = 30.0
 SERVER_STOP_TIMEOUT = 10.0
 
@@ -43,14 +46,6 @@ def flora_mcp_command() -> list[str]:
         return [str(script)]
     found = shutil.which("flora-mcp")
     return [found] if found else [sys.executable, "-m", "flora_mcp"]
-
-
-def server_env(**values: str) -> dict[str, str]:
-    """The environment of a server we start ourselves: ours without FLORA_*, fast polls, nothing written to disk."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
-    env.update({"FLORA_JOURNAL": ":memory:", "FLORA_CATALOG_CACHE": "off", "FLORA_POLL_INTERVAL": "0.1"})
-    env.update(values)
-    return env
 
 
 def free_port() -> int:
@@ -143,7 +138,7 @@ def read_log(errlog: IO[str]) -> str:
 def sandbox_process(*, delay: float) -> Iterator[str]:
     """`python -m flora_mcp.sandbox` with the given run delay; yields its base URL (the first line it prints)."""
     args = [sys.executable, "-m", "flora_mcp.sandbox", "--port", "0", "--delay", str(delay), "--key", SANDBOX_KEY]
-    with running(args, server_env(), stdout=subprocess.PIPE) as (proc, errlog):
+    with running(args, server_env(FLORA_POLL_INTERVAL=POLL_INTERVAL), stdout=subprocess.PIPE) as (proc, errlog):
         assert proc.stdout is not None
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=_forward_lines, args=(proc.stdout, lines), daemon=True).start()
@@ -167,7 +162,7 @@ def hosted_server(*extra: str, transport: str = "http", **env: str) -> Iterator[
     port = free_port()
     args = [*flora_mcp_command(), "--transport", transport, "--sandbox", "--host", "127.0.0.1", "--port", str(port),
             *extra]
-    with running(args, server_env(**env)) as (proc, errlog):
+    with running(args, server_env(**{"FLORA_POLL_INTERVAL": POLL_INTERVAL, **env})) as (proc, errlog):
         base = f"http://127.0.0.1:{port}"
         wait_until_ready(proc, errlog, f"{base}/readyz")
         yield f"{base}/mcp" if transport == "http" else f"{base}/sse"

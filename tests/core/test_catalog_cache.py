@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import SecretStr
 
 from flora_mcp.api.models import Technique
@@ -22,7 +19,7 @@ from flora_mcp.core.cache import CACHE_FORMAT, CatalogCache
 from flora_mcp.core.refresh import CatalogRefresher
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from tests.conftest import TEST_KEY, settings_for
+from tests.support import TEST_KEY, sandbox_env, settings_for, stdio_session
 
 BASE = "https://app.flora.ai/api/v1"
 
@@ -204,13 +201,6 @@ async def test_when_the_first_refresh_comes(sandbox: Sandbox, age: float | None,
 # A warm start over stdio ---------------------------------------------------------------------------------------------
 
 
-def stdio_params(sandbox: Sandbox, cache_dir: Path, **env: str) -> StdioServerParameters:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
-    clean.update({"FLORA_API_KEY": TEST_KEY, "FLORA_BASE_URL": sandbox.base_url, "FLORA_JOURNAL": ":memory:",
-                  "FLORA_CATALOG_CACHE": str(cache_dir), "FLORA_TOOLS_MODE": "full", **env})
-    return StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp"], env=clean)
-
-
 @pytest.mark.anyio
 async def test_a_warm_start_lists_the_cached_tools_while_flora_is_unreachable(sandbox: Sandbox,
                                                                               tmp_path: Path) -> None:
@@ -219,13 +209,11 @@ async def test_a_warm_start_lists_the_cached_tools_while_flora_is_unreachable(sa
     sandbox.requests.clear()
     # Every FLORA request now hangs: only the cache can answer, and the background refresh must not block anything.
     sandbox.faults.inject(route="*", kind="stall", seconds=30, count=1000)
-    params = stdio_params(sandbox, tmp_path, FLORA_CATALOG_TTL="3600")
+    env = sandbox_env(sandbox, FLORA_CATALOG_CACHE=str(tmp_path), FLORA_CATALOG_TTL="3600")
     started = time.monotonic()
-    with open(os.devnull, "w") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
-            with anyio.fail_after(20):
-                await session.initialize()
-                tools = (await session.list_tools()).tools
+    async with stdio_session([], env) as (session, _):
+        with anyio.fail_after(20):
+            tools = (await session.list_tools()).tools
     assert {t.name for t in tools} == expected
     assert time.monotonic() - started < 20
     assert sandbox.requests_for("list_techniques") == []  # a fresh cache is not refreshed at start-up

@@ -14,20 +14,10 @@ from mcp import Client
 from flora_mcp.core.builtin import COMPACT_LIST_BUDGET
 from flora_mcp.core.toolkit import COMPACT_THRESHOLD, Toolkit
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
-from flora_mcp.server.handlers import create_server
-from tests.conftest import TEST_KEY, sandbox_config, settings_for
+from tests.support import TEST_KEY, mcp_client, sandbox_config, settings_for
 
 COMPACT_NAMES = {"flora_search_techniques", "flora_describe_technique", "flora_run_technique", "flora_get_run",
                  "flora_list_runs", "flora_spend"}
-
-
-@asynccontextmanager
-async def mcp_client(toolkit: Toolkit) -> AsyncIterator[Client]:
-    async def resolve(ctx: Any) -> Toolkit:
-        return toolkit
-
-    async with Client(create_server(resolve), mode="legacy", raise_exceptions=True) as client:
-        yield client
 
 
 @asynccontextmanager

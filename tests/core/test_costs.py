@@ -8,22 +8,15 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
 
 from flora_mcp.core.catalog import Catalog
 from flora_mcp.core.results import ToolResult
 from flora_mcp.core.toolkit import Toolkit
-from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server.handlers import create_server
-from tests.conftest import sandbox_config, settings_for
+from flora_mcp.sandbox import Sandbox
+from tests.support import mcp_client, posts, settings_for
 
 QR = "qr-code-generator"  # $0.01
 CCTV = "cctv-cam"  # $0.05
-
-
-def posts(sandbox: Sandbox) -> int:
-    """Run creations that reached the sandbox, by either create route."""
-    return len(sandbox.requests_for("create_technique_run")) + len(sandbox.requests_for("create_run"))
 
 
 def arguments(sandbox: Sandbox, tool: str) -> dict[str, Any]:
@@ -32,13 +25,6 @@ def arguments(sandbox: Sandbox, tool: str) -> dict[str, Any]:
     if tool == QR:
         return {"content": "cost test"}
     return {"text": "a b a", "find": "a", "replace": "c"}
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    """The sandbox, answering estimated_seconds 0 so that the client polls at once."""
-    async with serve_sandbox(sandbox_config(estimate_scale=0)) as box:
-        yield box
 
 
 @pytest.fixture
@@ -186,13 +172,6 @@ async def test_an_unknown_price_is_refused_whenever_a_cap_is_set(
     assert f"The price of QR Code Generator is unknown, and {refused_by} is set to $1.00." in (
         result.error_message or "")
     assert posts(sandbox) == 0
-
-
-def mcp_client(kit: Toolkit) -> Client:
-    async def resolve(ctx: object) -> Toolkit:
-        return kit
-
-    return Client(create_server(resolve), mode="legacy", raise_exceptions=True)
 
 
 @pytest.mark.anyio

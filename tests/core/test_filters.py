@@ -6,13 +6,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from mcp import Client
 
 from flora_mcp.config import Settings
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from flora_mcp.server.handlers import create_server
-from tests.conftest import TEST_KEY
+from tests.support import TEST_KEY, mcp_client
 
 RUN_TOOLS = {"flora_get_run", "flora_list_runs", "flora_spend"}
 
@@ -24,10 +22,7 @@ async def listed_names(box: Sandbox, monkeypatch: pytest.MonkeyPatch, **env: str
     settings = Settings(api_key=TEST_KEY, base_url=box.base_url, journal=":memory:", tools_mode="full",
                         catalog_cache="off")
     async with Toolkit(settings) as kit:
-        async def resolve(ctx: Any) -> Toolkit:
-            return kit
-
-        async with Client(create_server(resolve), mode="legacy", raise_exceptions=True) as client:
+        async with mcp_client(kit) as client:
             return {t.name for t in (await client.list_tools()).tools} - RUN_TOOLS
 
 

@@ -14,25 +14,12 @@ import anyio
 import httpx
 import pytest
 import zxingcpp
-from mcp import Client
 from PIL import Image
 
 from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, Catalog
 from flora_mcp.core.toolkit import Toolkit
-from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server.handlers import create_server
-from tests.conftest import sandbox_config, settings_for
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    """The sandbox, answering estimated_seconds 0 so that the client polls at once."""
-    async with serve_sandbox(sandbox_config(estimate_scale=0)) as box:
-        yield box
-
-
-def posts(sandbox: Sandbox) -> int:
-    return len(sandbox.requests_for("create_technique_run")) + len(sandbox.requests_for("create_run"))
+from flora_mcp.sandbox import Sandbox
+from tests.support import mcp_client, posts, settings_for
 
 
 async def multiple_kit(sandbox: Sandbox, marks: dict[str, set[str]], **settings: Any) -> Toolkit:
@@ -167,10 +154,7 @@ async def test_fan_out_through_mcp_reports_rising_progress_and_all_runs(sandbox:
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(progress)
 
-    async def resolve(ctx: object) -> Toolkit:
-        return qr_kit
-
-    async with Client(create_server(resolve), mode="legacy", raise_exceptions=True) as client:
+    async with mcp_client(qr_kit) as client:
         tool = next(t for t in (await client.list_tools()).tools if t.name == "qr-code-generator")
         assert tool.input_schema["properties"]["content"]["type"] == "array"
         result = await client.call_tool("qr-code-generator", {"content": ["x", "y"]}, progress_callback=on_progress)

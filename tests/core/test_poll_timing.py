@@ -18,7 +18,7 @@ import pytest
 from flora_mcp.api.client import FloraClient
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from tests.conftest import TEST_KEY, sandbox_config, settings_for
+from tests.support import TEST_KEY, sandbox_config, settings_for
 
 TECHNIQUE = "synthetic-0001"  # text in, text out, no real work: its run time is the delay the sandbox is given
 

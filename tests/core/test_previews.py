@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import mcp.types as types
 import pytest
-from mcp import Client
 from PIL import Image
 
 from flora_mcp.core.previews import (
@@ -26,8 +25,7 @@ from flora_mcp.core.previews import (
 from flora_mcp.core.results import OutputFile
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from flora_mcp.server.handlers import create_server
-from tests.conftest import settings_for
+from tests.support import mcp_client, settings_for
 
 REAL_FLORA = "https://app.flora.ai/api/v1"
 BIG = 11 * 1024 * 1024
@@ -229,16 +227,9 @@ async def test_at_most_the_limit_of_previews_is_made(files: FileServer) -> None:
     assert [(p.meta or {}).get("output_id") for p in previews] == ["out_0", "out_1"]
 
 
-def _client(toolkit: Toolkit) -> Client:
-    async def resolve(ctx: object) -> Toolkit:
-        return toolkit
-
-    return Client(create_server(resolve), mode="legacy", raise_exceptions=True)
-
-
 @pytest.mark.anyio
 async def test_a_real_sandbox_image_arrives_as_a_small_preview_next_to_its_url(sandbox: Sandbox) -> None:
-    async with Toolkit(settings_for(sandbox, preview=True)) as kit, _client(kit) as client:
+    async with Toolkit(settings_for(sandbox, preview=True)) as kit, mcp_client(kit) as client:
         result = await client.call_tool("cctv-cam", {"input_image": sandbox.sample_url("street.png")})
     assert result.is_error is False
     text, *rest = result.content
@@ -254,10 +245,10 @@ async def test_a_real_sandbox_image_arrives_as_a_small_preview_next_to_its_url(s
 
 @pytest.mark.anyio
 async def test_previews_are_off_by_default_and_never_for_audio(sandbox: Sandbox) -> None:
-    async with Toolkit(settings_for(sandbox)) as kit, _client(kit) as client:
+    async with Toolkit(settings_for(sandbox)) as kit, mcp_client(kit) as client:
         plain = await client.call_tool("qr-code-generator", {"content": "no preview"})
     assert [c.type for c in plain.content] == ["text"]
-    async with Toolkit(settings_for(sandbox, preview=True)) as kit, _client(kit) as client:
+    async with Toolkit(settings_for(sandbox, preview=True)) as kit, mcp_client(kit) as client:
         tone = await client.call_tool("tone-generator", {"frequency": "440"})
     assert tone.is_error is False and [c.type for c in tone.content] == ["text"]
     assert sandbox.requests_for("files") == []

@@ -6,28 +6,21 @@ Start-up over stdio too: `initialize` is answered while the catalog is still loa
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import mcp.types as types
 import pytest
-from mcp import Client
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.server.subscriptions import ToolsListChanged
 
 from flora_mcp.core.cache import CatalogCache
 from flora_mcp.core.refresh import CatalogRefresher
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
-from flora_mcp.server.handlers import create_server
 from flora_mcp.server.notifications import ToolListNotifier
-from tests.conftest import TEST_KEY, sandbox_config, settings_for
+from tests.support import TEST_KEY, mcp_client, sandbox_config, sandbox_env, settings_for, stdio_session
 
 FIRST = ["cctv-cam", "qr-code-generator"]
 
@@ -60,17 +53,6 @@ class Notifications:
             await self._changed.wait()
 
 
-@asynccontextmanager
-async def serving(toolkit: Toolkit, notifier: ToolListNotifier, handler: Any = None,
-                  mode: str = "legacy") -> AsyncIterator[Client]:
-    async def resolve(ctx: Any) -> Toolkit:
-        return toolkit
-
-    async with Client(create_server(resolve, notifier=notifier), mode=mode, raise_exceptions=True,
-                      message_handler=handler) as client:
-        yield client
-
-
 def widen(box: Sandbox) -> None:
     box.config.keys[TEST_KEY].techniques = None
 
@@ -79,7 +61,8 @@ def widen(box: Sandbox) -> None:
 async def test_a_refresh_that_changes_the_tools_tells_a_legacy_client(narrowed: Sandbox) -> None:
     notifier = ToolListNotifier()
     seen = Notifications()
-    async with Toolkit(settings_for(narrowed)) as kit, serving(kit, notifier, seen) as client:
+    async with (Toolkit(settings_for(narrowed)) as kit,
+                mcp_client(kit, notifier=notifier, message_handler=seen) as client):
         refresher = CatalogRefresher(kit, on_change=lambda: notifier.tools_changed(kit))
         before = {t.name for t in (await client.list_tools()).tools}
         assert set(FIRST) <= before and "color-grade-image" not in before
@@ -95,7 +78,8 @@ async def test_a_refresh_that_changes_the_tools_tells_a_legacy_client(narrowed: 
 async def test_a_refresh_without_changes_tells_nobody(narrowed: Sandbox) -> None:
     notifier = ToolListNotifier()
     seen = Notifications()
-    async with Toolkit(settings_for(narrowed)) as kit, serving(kit, notifier, seen) as client:
+    async with (Toolkit(settings_for(narrowed)) as kit,
+                mcp_client(kit, notifier=notifier, message_handler=seen) as client):
         await client.list_tools()
         told: list[int] = []
 
@@ -111,7 +95,8 @@ async def test_a_refresh_without_changes_tells_nobody(narrowed: Sandbox) -> None
 @pytest.mark.anyio
 async def test_a_listen_stream_gets_tools_list_changed(narrowed: Sandbox) -> None:
     notifier = ToolListNotifier()
-    async with Toolkit(settings_for(narrowed)) as kit, serving(kit, notifier, mode="2026-07-28") as client:
+    async with (Toolkit(settings_for(narrowed)) as kit,
+                mcp_client(kit, notifier=notifier, mode="2026-07-28") as client):
         refresher = CatalogRefresher(kit, on_change=lambda: notifier.tools_changed(kit))
         assert len((await client.list_tools()).tools) == len(FIRST) + 3
         assert notifier.sessions(kit) == 0  # a 2026-07-28 client is told through its listen stream instead
@@ -131,7 +116,8 @@ async def test_only_the_clients_of_the_changed_toolkit_are_told(narrowed: Sandbo
     notifier = ToolListNotifier()
     seen_a, seen_b = Notifications(), Notifications()
     async with (Toolkit(settings_for(narrowed)) as kit_a, Toolkit(settings_for(narrowed)) as kit_b,
-                serving(kit_a, notifier, seen_a) as client_a, serving(kit_b, notifier, seen_b) as client_b):
+                mcp_client(kit_a, notifier=notifier, message_handler=seen_a) as client_a,
+                mcp_client(kit_b, notifier=notifier, message_handler=seen_b) as client_b):
         await client_a.list_tools()
         await client_b.call_tool("flora_spend", {})  # a call makes a client known as well as a listing
         assert notifier.sessions(kit_a) == 1 and notifier.sessions(kit_b) == 1
@@ -145,7 +131,7 @@ async def test_only_the_clients_of_the_changed_toolkit_are_told(narrowed: Sandbo
 async def test_a_client_that_left_is_forgotten(narrowed: Sandbox) -> None:
     notifier = ToolListNotifier()
     async with Toolkit(settings_for(narrowed)) as kit:
-        async with serving(kit, notifier) as client:
+        async with mcp_client(kit, notifier=notifier) as client:
             await client.list_tools()
             assert notifier.sessions(kit) == 1
         assert await notifier.tools_changed(kit) == 0  # no error for the departed client
@@ -189,13 +175,6 @@ async def test_the_periodic_refresh_re_lists_every_interval(narrowed: Sandbox) -
 # Over stdio ----------------------------------------------------------------------------------------------------------
 
 
-def stdio_params(box: Sandbox, **env: str) -> StdioServerParameters:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
-    clean.update({"FLORA_API_KEY": TEST_KEY, "FLORA_BASE_URL": box.base_url, "FLORA_JOURNAL": ":memory:",
-                  "FLORA_TOOLS_MODE": "full", "FLORA_CATALOG_CACHE": "off", **env})
-    return StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp"], env=clean)
-
-
 @pytest.mark.anyio
 async def test_over_stdio_a_background_refresh_sends_list_changed(narrowed: Sandbox, tmp_path: Path) -> None:
     # A fresh cache of the narrow catalog; the server refreshes it after 1 s, and that refresh is held for 2 s more
@@ -205,16 +184,13 @@ async def test_over_stdio_a_background_refresh_sends_list_changed(narrowed: Sand
     widen(narrowed)
     narrowed.faults.inject(route="list_techniques", kind="stall", seconds=2, when="after")
     seen = Notifications()
-    params = stdio_params(narrowed, FLORA_CATALOG_CACHE=str(tmp_path), FLORA_CATALOG_REFRESH="1")
-    with open(os.devnull, "w") as errlog:
-        async with (stdio_client(params, errlog=errlog) as (read, write),
-                    ClientSession(read, write, message_handler=seen) as session):
-            with anyio.fail_after(20):
-                await session.initialize()
-                assert {t.name for t in (await session.list_tools()).tools} == {*FIRST, "flora_get_run",
-                                                                                 "flora_list_runs", "flora_spend"}
-            await seen.wait_for_list_changed(timeout=20)
-            tools = (await session.list_tools()).tools
+    env = sandbox_env(narrowed, FLORA_CATALOG_CACHE=str(tmp_path), FLORA_CATALOG_REFRESH="1")
+    async with stdio_session([], env, message_handler=seen) as (session, _):
+        with anyio.fail_after(20):
+            assert {t.name for t in (await session.list_tools()).tools} == {*FIRST, "flora_get_run",
+                                                                            "flora_list_runs", "flora_spend"}
+        await seen.wait_for_list_changed(timeout=20)
+        tools = (await session.list_tools()).tools
     assert len(tools) == len(narrowed.state.catalog.techniques) + 3
 
 
@@ -222,15 +198,12 @@ async def test_over_stdio_a_background_refresh_sends_list_changed(narrowed: Sand
 async def test_over_stdio_initialize_is_answered_while_the_catalog_loads(narrowed: Sandbox) -> None:
     # The list request is held for 5 s: initialize must not wait for it, tools/list must.
     narrowed.faults.inject(route="list_techniques", kind="stall", seconds=5, when="after")
-    with open(os.devnull, "w") as errlog:
-        async with (stdio_client(stdio_params(narrowed), errlog=errlog) as (read, write),
-                    ClientSession(read, write) as session):
-            with anyio.fail_after(20):
-                await session.initialize()
-                while not narrowed.requests_for("list_techniques"):
-                    await anyio.sleep(0.01)
-            assert narrowed.requests_for("list_techniques")[0].status == 0  # still held: not answered yet
-            with anyio.fail_after(20):
-                tools = (await session.list_tools()).tools
-            assert narrowed.requests_for("list_techniques")[0].status == 200
+    async with stdio_session([], sandbox_env(narrowed)) as (session, _):
+        with anyio.fail_after(20):
+            while not narrowed.requests_for("list_techniques"):
+                await anyio.sleep(0.01)
+        assert narrowed.requests_for("list_techniques")[0].status == 0  # initialized, the list still held
+        with anyio.fail_after(20):
+            tools = (await session.list_tools()).tools
+        assert narrowed.requests_for("list_techniques")[0].status == 200
     assert len(tools) == len(FIRST) + 3

@@ -6,7 +6,7 @@ import pytest
 
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from tests.conftest import settings_for
+from tests.support import settings_for
 
 
 @pytest.mark.anyio

@@ -13,7 +13,6 @@ import anyio
 import httpx
 import pytest
 import zxingcpp
-from mcp import Client
 from PIL import Image
 
 from flora_mcp import Toolkit, ToolResult
@@ -21,8 +20,7 @@ from flora_mcp.core.builtin import COMPACT_TOOLS, RUN_TOOLS
 from flora_mcp.integrations.adapters import anthropic_tool_result, gemini_tool_result, openai_tool_result
 from flora_mcp.integrations.export import FORMATS, name_map, validate_export
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server.handlers import create_server
-from tests.conftest import sandbox_config, settings_for
+from tests.support import mcp_client, sandbox_config, settings_for
 
 RUN_ID = re.compile(r"run_[0-9a-f]+")
 REQUEST_ID = re.compile(r"req_[0-9A-Za-z]+")
@@ -195,13 +193,6 @@ async def test_each_adapter_runs_a_real_call_from_its_apis_tool_call_block(sandb
 
 
 # --- the MCP server and the toolkit give the same results ---------------------------------------------------------
-
-
-def mcp_client(toolkit: Toolkit) -> Client:
-    async def resolve(ctx: Any) -> Toolkit:
-        return toolkit
-
-    return Client(create_server(resolve), mode="legacy", raise_exceptions=True)
 
 
 def comparable(structured: dict[str, Any]) -> dict[str, Any]:

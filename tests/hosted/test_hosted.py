@@ -36,7 +36,7 @@ from flora_mcp.hosted import (
 )
 from flora_mcp.hosted._auth import AuthFailure, Caller
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
-from tests.conftest import TEST_KEY, sandbox_config, settings_for
+from tests.support import TEST_KEY, sandbox_config, settings_for
 
 TOKEN = "tok_hosted_test_0123456789"
 OTHER_KEY = "sk_live_OTHER0user0key0never0logged"

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from flora_mcp.cli.main import build_parser
 from flora_mcp.hosted import AuthPolicy, HostedOptions, HostedServer, bind
 from flora_mcp.sandbox import Sandbox
-from tests.conftest import settings_for
+from tests.support import settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -14,7 +14,7 @@ from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.core.results import ToolResult
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from tests.conftest import TEST_KEY, sandbox_config, settings_for
+from tests.support import TEST_KEY, sandbox_config, settings_for
 
 REQUEST_TIMEOUT = 0.5
 STEPS = {

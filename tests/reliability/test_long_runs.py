@@ -5,12 +5,10 @@ from __future__ import annotations
 import anyio
 import httpx
 import pytest
-from mcp import Client
 
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server.handlers import create_server
-from tests.conftest import sandbox_config, settings_for
+from tests.support import mcp_client, sandbox_config, settings_for
 
 TECHNIQUE = "find-and-replace-text"
 
@@ -88,11 +86,7 @@ async def test_get_run_of_an_unknown_id_is_a_clear_error(toolkit: Toolkit) -> No
 async def test_cancelling_the_call_stops_polling_and_keeps_the_run() -> None:
     async with serve_sandbox(sandbox_config(run_delay=3.0, estimate_scale=0.0)) as box, \
             Toolkit(settings_for(box, poll_interval=0.05)) as kit:
-
-        async def resolve(ctx: object) -> Toolkit:
-            return kit
-
-        async with Client(create_server(resolve), mode="legacy") as client:
+        async with mcp_client(kit, raise_exceptions=False) as client:
             with anyio.move_on_after(0.6):
                 await client.call_tool(TECHNIQUE, args())
             await anyio.sleep(0.1)  # a poll already on the wire when the call was cancelled may still land

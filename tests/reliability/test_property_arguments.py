@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from flora_mcp.core.catalog import URL_TYPES
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import serve_sandbox
-from tests.conftest import sandbox_config, settings_for
+from tests.support import sandbox_config, settings_for
 
 EXAMPLES = 1200
 

@@ -10,8 +10,7 @@ import anyio
 import pytest
 
 from flora_mcp.sandbox import serve_sandbox
-from tests.conftest import TEST_KEY, sandbox_config
-from tests.server.test_stdio import server_env, stdio_session
+from tests.support import TEST_KEY, sandbox_config, server_env, stdio_session
 
 
 def kill_processes_with(marker: str) -> int:

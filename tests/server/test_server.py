@@ -6,7 +6,6 @@ import io
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 import httpx
@@ -16,17 +15,9 @@ from PIL import Image
 
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from flora_mcp.server.handlers import create_server
-from tests.conftest import settings_for
+from tests.support import mcp_client, settings_for
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
-
-
-def mcp_client(toolkit: Toolkit) -> Client:
-    async def resolve(ctx: Any) -> Toolkit:
-        return toolkit
-
-    return Client(create_server(resolve), mode="legacy", raise_exceptions=True)
 
 
 @pytest.fixture

@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import pytest
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from flora_mcp.sandbox import Sandbox
-from tests.conftest import TEST_KEY
-
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
-
-
-def server_env(**values: str) -> dict[str, str]:
-    return {**CLEAN_ENV, "FLORA_JOURNAL": ":memory:", "FLORA_CATALOG_CACHE": "off", **values}
-
-
-@asynccontextmanager
-async def stdio_session(args: list[str], env: dict[str, str]) -> AsyncIterator[tuple[ClientSession, Any]]:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp", *args], env=env)
-    with tempfile.TemporaryFile("w+") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
-            with anyio.fail_after(30):
-                await session.initialize()
-            yield session, errlog
+from tests.support import TEST_KEY, server_env, stdio_session
 
 
 @pytest.mark.anyio

@@ -7,44 +7,27 @@ the lifecycle tests speak JSON-RPC to `python -m flora_mcp` over stdio, as a cli
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.abc
 import mcp.types as types
 import pytest
 from anyio.streams.text import TextReceiveStream
-from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from flora_mcp.core.toolkit import Toolkit
-from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server.handlers import create_server
-from tests.conftest import TEST_KEY, sandbox_config, settings_for
+from flora_mcp.sandbox import Sandbox
+from tests.support import mcp_client, polls, sandbox_env, settings_for
 
 RELATED = "io.modelcontextprotocol/related-task"
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    """The sandbox, answering estimated_seconds 0 so that the client polls at once."""
-    async with serve_sandbox(sandbox_config(estimate_scale=0)) as box:
-        yield box
-
-
-def in_memory(kit: Toolkit, mode: Literal["legacy", "auto"] = "legacy") -> Client:
-    async def resolve(ctx: object) -> Toolkit:
-        return kit
-
-    return Client(create_server(resolve), mode=mode, raise_exceptions=True)
-
-
 @pytest.mark.anyio
 async def test_with_the_flag_a_2025_11_25_client_is_offered_tasks_on_technique_tools(sandbox: Sandbox) -> None:
-    async with Toolkit(settings_for(sandbox, tasks=True)) as kit, in_memory(kit) as client:
+    async with Toolkit(settings_for(sandbox, tasks=True)) as kit, mcp_client(kit) as client:
         assert client.protocol_version == "2025-11-25"
         tasks = client.server_capabilities.tasks
         assert tasks is not None and tasks.list is not None and tasks.cancel is not None
@@ -62,7 +45,7 @@ async def test_with_the_flag_a_2025_11_25_client_is_offered_tasks_on_technique_t
 
 @pytest.mark.anyio
 async def test_without_the_flag_nothing_about_tasks_is_offered(sandbox: Sandbox) -> None:
-    async with Toolkit(settings_for(sandbox)) as kit, in_memory(kit) as client:
+    async with Toolkit(settings_for(sandbox)) as kit, mcp_client(kit) as client:
         assert client.server_capabilities.tasks is None
         assert all(t.execution is None for t in (await client.list_tools()).tools)
         with pytest.raises(MCPError) as missing:
@@ -72,7 +55,7 @@ async def test_without_the_flag_nothing_about_tasks_is_offered(sandbox: Sandbox)
 
 @pytest.mark.anyio
 async def test_a_2026_client_keeps_the_normal_behaviour_even_with_the_flag(sandbox: Sandbox) -> None:
-    async with Toolkit(settings_for(sandbox, tasks=True)) as kit, in_memory(kit, mode="auto") as client:
+    async with Toolkit(settings_for(sandbox, tasks=True)) as kit, mcp_client(kit, mode="auto") as client:
         assert client.protocol_version != "2025-11-25"
         assert all(t.execution is None for t in (await client.list_tools()).tools)
         result = await client.call_tool("qr-code-generator", {"content": "modern"})
@@ -108,10 +91,7 @@ class StdioPeer:
 
 @pytest.fixture
 async def peer(sandbox: Sandbox) -> AsyncIterator[StdioPeer]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
-    env.update({"FLORA_API_KEY": TEST_KEY, "FLORA_BASE_URL": sandbox.base_url, "FLORA_TASKS": "on",
-                "FLORA_JOURNAL": ":memory:", "FLORA_CATALOG_CACHE": "off", "FLORA_POLL_INTERVAL": "0.05",
-                "FLORA_LOG_LEVEL": "WARNING", "FLORA_TOOLS_MODE": "full"})
+    env = sandbox_env(sandbox, FLORA_TASKS="on", FLORA_POLL_INTERVAL="0.05", FLORA_LOG_LEVEL="WARNING")
     async with await anyio.open_process([sys.executable, "-m", "flora_mcp"], env=env) as process:
         client = StdioPeer(process)
         hello = await client.request("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
@@ -185,11 +165,11 @@ async def test_cancelling_a_task_stops_waiting_but_not_the_paid_run(sandbox: San
     result = await peer.request("tasks/result", {"taskId": task_id})
     assert result["isError"] is True and result["structuredContent"]["error_code"] == "task_cancelled"
     assert "flora_list_runs" in result["structuredContent"]["next_step"]
-    polls = len(sandbox.requests_for("get_technique_run")) + len(sandbox.requests_for("get_run"))
+    polled = polls(sandbox)
     with anyio.fail_after(5):
         while sandbox.runs[0].status != "completed":
             await anyio.sleep(0.05)
-    assert len(sandbox.requests_for("get_technique_run")) + len(sandbox.requests_for("get_run")) == polls
+    assert polls(sandbox) == polled
     assert (await peer.request("tasks/get", {"taskId": task_id}))["status"] == "cancelled"  # and it stays so
     # The journal kept the run: the agent picks it up by id.
     runs = (await peer.request("tools/call", {"name": "flora_list_runs", "arguments": {}}))["structuredContent"]

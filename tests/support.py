@@ -1,0 +1,101 @@
+"""What tests across the packages share, defined once.
+
+- The test key and a sandbox for it (`TEST_KEY`, `sandbox_config`), and settings pointed at one (`settings_for`).
+- An MCP client for a toolkit, in memory (`mcp_client`) or over a `python -m flora_mcp` subprocess (`stdio_session`).
+- The environment of a process a test starts: this one's without any FLORA_* variable (`clean_env`), plus nothing
+  written to disk (`server_env`), plus pointed at a sandbox (`sandbox_env`).
+- Readers of the sandbox's request log (`posts`, `polls`): what reached FLORA, by either route.
+
+The fixtures built on these (`sandbox`, `toolkit`, `anyio_backend`) are in conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import IO, Any
+
+import anyio
+from mcp import Client
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from flora_mcp.config import Settings
+from flora_mcp.core.toolkit import Toolkit
+from flora_mcp.sandbox import Account, Sandbox, SandboxConfig
+from flora_mcp.server.handlers import create_server
+from flora_mcp.server.notifications import ToolListNotifier
+
+# Every test talks to the sandbox with this key; .ci/run checks that it never appears in the suite's output.
+TEST_KEY = "sk_live_TEST0secret0key0never0logged"
+
+STDIO_START_TIMEOUT = 30.0
+"""How long a `python -m flora_mcp` subprocess may take to answer `initialize`."""
+
+
+def sandbox_config(**overrides: Any) -> SandboxConfig:
+    """A sandbox for the test key whose runs are not announced as slower than they are (clients poll at once)."""
+    overrides.setdefault("keys", {TEST_KEY: Account()})
+    overrides.setdefault("estimate_scale", 0.0)
+    return SandboxConfig(**overrides)
+
+
+def settings_for(box: Sandbox, **overrides: Any) -> Settings:
+    """Settings pointed at a sandbox, fast to poll, journal in memory."""
+    values: dict[str, Any] = {"api_key": TEST_KEY, "base_url": box.base_url, "journal": ":memory:",
+                              "poll_interval": 0.05, "max_wait": 20.0, "tools_mode": "full",
+                              "catalog_cache": "off"}
+    values.update(overrides)
+    return Settings(**values)
+
+
+def mcp_client(kit: Toolkit, *, mode: str = "legacy", notifier: ToolListNotifier | None = None,
+               raise_exceptions: bool = True, **options: Any) -> Client:
+    """An MCP client connected in memory to the server of `kit` (the SDK's `Client`; enter it to connect)."""
+
+    async def resolve(ctx: object) -> Toolkit:
+        return kit
+
+    return Client(create_server(resolve, notifier=notifier), mode=mode, raise_exceptions=raise_exceptions, **options)
+
+
+def clean_env(*prefixes: str) -> dict[str, str]:
+    """This process's environment without FLORA_* (nor any of `prefixes`): a user's settings must not leak in."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("FLORA_", *prefixes))}
+
+
+def server_env(**values: str) -> dict[str, str]:
+    """The environment of a flora-mcp process a test starts: clean, journal in memory, no catalog cache, `values`."""
+    return {**clean_env(), "FLORA_JOURNAL": ":memory:", "FLORA_CATALOG_CACHE": "off", **values}
+
+
+def sandbox_env(box: Sandbox, **values: str) -> dict[str, str]:
+    """`server_env` pointed at a sandbox with the test key, every technique a tool (as `settings_for`)."""
+    return server_env(**{"FLORA_API_KEY": TEST_KEY, "FLORA_BASE_URL": box.base_url, "FLORA_TOOLS_MODE": "full",
+                         **values})
+
+
+@asynccontextmanager
+async def stdio_session(args: list[str], env: dict[str, str],
+                        **session_options: Any) -> AsyncIterator[tuple[ClientSession, IO[str]]]:
+    """An initialized MCP session with `python -m flora_mcp ARGS` over stdio, and the file its stderr goes to."""
+    params = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp", *args], env=env)
+    with tempfile.TemporaryFile("w+") as errlog:
+        async with (stdio_client(params, errlog=errlog) as (read, write),
+                    ClientSession(read, write, **session_options) as session):
+            with anyio.fail_after(STDIO_START_TIMEOUT):
+                await session.initialize()
+            yield session, errlog
+
+
+def posts(box: Sandbox) -> int:
+    """Run creations that reached the sandbox, by either create route."""
+    return len(box.requests_for("create_technique_run")) + len(box.requests_for("create_run"))
+
+
+def polls(box: Sandbox) -> int:
+    """Run polls that reached the sandbox, by either route (nested under the technique or top-level)."""
+    return len(box.requests_for("get_technique_run")) + len(box.requests_for("get_run"))
