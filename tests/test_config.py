@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -13,9 +12,9 @@ from flora_mcp.config import MISSING_API_KEY, ConfigurationError, Settings
 from flora_mcp.core.startup import StartupError
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.hosted import serve_http
+from tests.support import server_env
 
 NO_KEY = Settings(api_key=None, journal=":memory:", catalog_cache="off")
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")} | {"FLORA_JOURNAL": ":memory:"}
 
 
 def test_the_message_says_what_is_missing_where_to_get_it_and_the_sandbox() -> None:
@@ -44,7 +43,7 @@ async def test_the_hosted_server_says_it_before_binding() -> None:
 
 
 def test_the_command_says_it() -> None:
-    done = subprocess.run([sys.executable, "-m", "flora_mcp", "techniques"], env=CLEAN_ENV, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "flora_mcp", "techniques"], env=server_env(), capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == f"flora-mcp: {MISSING_API_KEY}\n"
