@@ -5,6 +5,7 @@
 - The environment of a process a test starts: this one's without any FLORA_* variable (`clean_env`), plus nothing
   written to disk (`server_env`), plus pointed at a sandbox (`sandbox_env`).
 - Readers of the sandbox's request log (`posts`, `polls`): what reached FLORA, by either route.
+- A hand-written `http.server` answering in a thread for a block (`serve_in_thread`), for what the sandbox cannot be.
 
 The fixtures built on these (`sandbox`, `toolkit`, `anyio_backend`) are in conftest.py.
 """
@@ -14,8 +15,10 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from socketserver import BaseServer
 from typing import IO, Any
 
 import anyio
@@ -99,3 +102,14 @@ def posts(box: Sandbox) -> int:
 def polls(box: Sandbox) -> int:
     """Run polls that reached the sandbox, by either route (nested under the technique or top-level)."""
     return len(box.requests_for("get_technique_run")) + len(box.requests_for("get_run"))
+
+
+@contextmanager
+def serve_in_thread(server: BaseServer) -> Iterator[None]:
+    """`server` answering in a daemon thread for the block, then shut down and closed."""
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()

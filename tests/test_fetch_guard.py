@@ -12,7 +12,6 @@ import io
 import re
 import socket
 import ssl
-import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,6 +31,7 @@ from flora_mcp.core.previews import fetch_output, make_preview, make_previews
 from flora_mcp.core.results import OutputFile, ToolResult
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.sandbox._samples import SAMPLE_NAMES
+from tests.support import serve_in_thread
 
 REAL_FLORA = "https://app.flora.ai/api/v1"
 PINNED_ADDRESS = "127.0.0.2"
@@ -221,13 +221,8 @@ def server() -> Iterator[Server]:
 
 
 def _serving(server: Server) -> Iterator[Server]:
-    thread = threading.Thread(target=server.httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(server.httpd):
         yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
 
 
 @pytest.fixture

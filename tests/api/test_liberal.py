@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -16,6 +15,7 @@ from flora_mcp.api.errors import AuthenticationError
 from flora_mcp.api.models import Technique
 from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.core.catalog import load_techniques
+from tests.support import serve_in_thread
 
 Answer = tuple[int, Any]
 
@@ -51,12 +51,8 @@ class Emulator(BaseHTTPRequestHandler):
 def emulator() -> Iterator[str]:
     Emulator.routes, Emulator.seen = {}, []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Emulator)
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    try:
+    with serve_in_thread(server):
         yield f"http://127.0.0.1:{server.server_address[1]}/api/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def client(base: str) -> FloraClient:

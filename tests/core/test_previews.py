@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +24,7 @@ from flora_mcp.core.previews import (
 from flora_mcp.core.results import OutputFile
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from tests.support import mcp_client, settings_for
+from tests.support import mcp_client, serve_in_thread, settings_for
 
 REAL_FLORA = "https://app.flora.ai/api/v1"
 BIG = 11 * 1024 * 1024
@@ -108,7 +107,6 @@ class FileServer:
         handler = type("Handler", (_Handler,), {"seen": self.seen})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
@@ -122,12 +120,8 @@ class FileServer:
 @pytest.fixture
 def files() -> Iterator[FileServer]:
     server = FileServer()
-    server.thread.start()
-    try:
+    with serve_in_thread(server.httpd):
         yield server
-    finally:
-        server.httpd.shutdown()
-        server.httpd.server_close()
 
 
 def image(url: str, output_id: str = "output_image") -> OutputFile:

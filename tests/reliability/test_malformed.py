@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,6 +13,7 @@ from flora_mcp.api.client import FloraClient
 from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.config import Settings
 from flora_mcp.core.toolkit import Toolkit
+from tests.support import serve_in_thread
 
 TECHNIQUE = {"technique_id": "tech_odd", "slug": "odd", "name": "Odd", "run_cost": 0.01,
              "inputs": [{"id": "prompt", "name": "Prompt", "type": "text"}], "outputs": []}
@@ -50,13 +50,8 @@ class OddFlora(BaseHTTPRequestHandler):
 @pytest.fixture
 def odd_flora() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), OddFlora)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(server):
         yield f"http://127.0.0.1:{server.server_address[1]}/api/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 CASES = [
