@@ -109,10 +109,12 @@ async def test_sigterm_mid_call_returns_the_run_id_and_exits_in_bound() -> None:
             data = data_of(result)
             assert data["status"] in ("pending", "running") and data["run_id"] == box.runs[0].run_id
             assert "flora_get_run" in (data.get("next_step") or "")
-            assert returned < 3  # the call stopped waiting at once, though the run goes on for a minute
-            code = await anyio.to_thread.run_sync(lambda: proc.wait(timeout=15))
+            # The call was let go at once, not held for the drain's limit, nor for FLORA_MAX_WAIT (50 s): the run
+            # goes on for a minute. The bounds are generous: a loaded machine is seconds slow, never ten.
+            assert returned < DRAIN_TIMEOUT
+            code = await anyio.to_thread.run_sync(lambda: proc.wait(timeout=DRAIN_TIMEOUT + 20))
             assert code == 0
-            assert anyio.current_time() - signalled[0] < DRAIN_TIMEOUT
+            assert not box.runs[0].finished  # the process went while the paid run went on
         finally:
             if proc.poll() is None:
                 proc.kill()
