@@ -1,7 +1,8 @@
 """Every way a FLORA call can fail, as one exception tree.
 
     FloraError                      anything flora-mcp raises on purpose
-    └── APIError                    a call to FLORA did not give a usable answer (endpoint, request_id)
+    └── APIError                    a call to FLORA did not give a usable answer (endpoint, request_id,
+                                    outcome_unknown: may FLORA have acted on it anyway?)
         ├── APIConnectionError      no HTTP answer: refused, reset, dropped (`maybe_sent`: did FLORA get the request?)
         │   └── APITimeoutError     no answer within the per-request timeout
         ├── APIResponseError        an answer we cannot use: not JSON, a missing field, an unknown status
@@ -68,6 +69,19 @@ class APIError(FloraError):
         super().__init__(message)
         self.endpoint = endpoint
         self.request_id = request_id
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """Whether FLORA may have acted on the request although no usable answer says what it did.
+
+        For a create this decides everything: a run may exist and be charged, so the call must not be reported as
+        "nothing was sent", and its idempotency key must be kept. The one rule, for every caller.
+        """
+        if isinstance(self, APIConnectionError):
+            return self.maybe_sent
+        if isinstance(self, APIStatusError):
+            return self.status_code >= 500
+        return True  # an answer we could not read (a 2xx, most likely): the request was most likely acted on
 
 
 class APIConnectionError(APIError):

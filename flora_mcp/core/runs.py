@@ -20,14 +20,15 @@ from typing import Any
 import anyio
 
 from flora_mcp.api.client import FloraClient
-from flora_mcp.api.errors import APIConnectionError, APIError, APIStatusError, IdempotencyError
+from flora_mcp.api.errors import APIError, IdempotencyError
 from flora_mcp.api.models import Run, Technique
 from flora_mcp.config import Settings
+from flora_mcp.core.builtin import GET_RUN
 from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, TechniqueTool, format_usd
 from flora_mcp.core.journal import Journal, JournalEntry
-from flora_mcp.core.outcomes import cost_refusal, from_error, from_run, invalid
 from flora_mcp.core.polling import PollScheduler
-from flora_mcp.core.results import OutputFile, ToolResult
+from flora_mcp.core.results import ToolResult
+from flora_mcp.core.translator import CallPhase, combined, cost_refusal, from_failure, from_run, refusal
 
 __all__ = ["ProgressCallback", "RunManager", "account_id"]
 
@@ -85,36 +86,39 @@ class RunManager:
     # A technique call --------------------------------------------------------------------------------------------
 
     async def run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
-                       *, progress: ProgressCallback | None = None) -> ToolResult:
-        """Validate, cap, submit and wait for one technique call (one run per value of a multiple input)."""
-        result = await self._run_tool(tool, arguments, progress)
+                       *, progress: ProgressCallback | None = None, phase: CallPhase | None = None) -> ToolResult:
+        """Validate, cap, submit and wait for one technique call (one run per value of a multiple input).
+
+        `phase` is marked as create requests leave and runs appear, for the caller to classify a failure by.
+        """
+        result = await self._run_tool(tool, arguments, progress, phase or CallPhase())
         result.session_spend = round(self.session_spend, 6)
         return result
 
     async def _run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
-                        progress: ProgressCallback | None) -> ToolResult:
+                        progress: ProgressCallback | None, phase: CallPhase) -> ToolResult:
         technique = tool.technique
         args = tool.normalize(arguments)
         problems = tool.validate(args)
         if problems:
             count = len(problems)
-            return invalid(tool.name, technique, f"{count} invalid argument{'s' * (count != 1)}: "
+            return refusal(tool.name, technique, f"{count} invalid argument{'s' * (count != 1)}: "
                            + ", ".join(p.field for p in problems), problems)
         combos = _expand(args)
         if len(combos) > MAX_MULTIPLE_VALUES:
-            return invalid(tool.name, technique, f"{len(combos)} runs requested; at most {MAX_MULTIPLE_VALUES} "
+            return refusal(tool.name, technique, f"{len(combos)} runs requested; at most {MAX_MULTIPLE_VALUES} "
                            "per call")
         price = None if technique.run_cost is None else technique.run_cost * len(combos)
-        refusal = self._check_cost(tool.name, technique, price)
-        if refusal is not None:
-            return refusal
+        over_cap = self._check_cost(tool.name, technique, price)
+        if over_cap is not None:
+            return over_cap
         # Reserved in the same step as the check (no await between them): the whole call's price, before any run.
         hold = _Hold(per_run=technique.run_cost or 0.0, left=price or 0.0)
         self._reserved += hold.left
         try:
             if len(combos) == 1:
-                return await self._run_one(tool, combos[0], _Progress(progress), hold)
-            return await self._run_many(tool, combos, progress, hold)
+                return await self._run_one(tool, combos[0], _Progress(progress), hold, phase)
+            return await self._run_many(tool, combos, progress, hold, phase)
         finally:
             self._reserved -= hold.left
 
@@ -135,7 +139,7 @@ class RunManager:
         return None
 
     async def _run_many(self, tool: TechniqueTool, combos: list[dict[str, str]],
-                        progress: ProgressCallback | None, hold: _Hold) -> ToolResult:
+                        progress: ProgressCallback | None, hold: _Hold, phase: CallPhase) -> ToolResult:
         results: list[ToolResult | None] = [None] * len(combos)
         shares = [0.0] * len(combos)
         overall = _Progress(progress)
@@ -145,31 +149,15 @@ class RunManager:
                 shares[index] = percent
                 await overall.report(sum(shares) / len(shares), f"{len(combos)} runs: {message}")
 
-            results[index] = await self._run_one(tool, inputs, _Progress(share), hold)
+            results[index] = await self._run_one(tool, inputs, _Progress(share), hold, phase.for_run())
 
         async with anyio.create_task_group() as tg:
             for index, inputs in enumerate(combos):
                 tg.start_soon(one, index, inputs)
-        done = [r for r in results if r is not None]
-        statuses = {r.status for r in done}
-        order = ["invalid", "error", "failed", "timed_out", "running", "pending", "completed"]
-        status = next(s for s in order if s in statuses)
-        costs = [r.charged_cost for r in done if r.charged_cost is not None]
-        pending = [r.run_id for r in done if r.status in ("running", "pending") and r.run_id]
-        return ToolResult(
-            tool=tool.name, status=status,
-            technique=done[0].technique,
-            outputs=[OutputFile(**o.model_dump()) for r in done for o in r.outputs],
-            charged_cost=round(sum(costs), 6) if costs else None,
-            runs=done,
-            error_code=next((r.error_code for r in done if r.error_code), None),
-            error_message=next((r.error_message for r in done if r.error_message), None),
-            next_step=(f"{len(pending)} run(s) still going: call flora_get_run with each run_id: {', '.join(pending)}."
-                       if pending else None),
-        )
+        return combined(tool.name, [r for r in results if r is not None])
 
     async def _run_one(self, tool: TechniqueTool, inputs: dict[str, str], progress: _Progress,
-                       hold: _Hold | None = None) -> ToolResult:
+                       hold: _Hold | None, phase: CallPhase) -> ToolResult:
         technique = tool.technique
         key = f"flora-mcp-{uuid.uuid4().hex}"
         self.journal.record(idempotency_key=key, account=self.account, tool=tool.name,
@@ -178,7 +166,7 @@ class RunManager:
         started = time.time()
         await progress.report(0.0, "submitting")
         run: Run | None = None
-        failure: ToolResult | None = None
+        failure: APIError | None = None
         # Shielded: once the request may be out, the client giving up must not cost us the run id.
         with anyio.CancelScope(shield=True):
             if hold is not None:
@@ -186,49 +174,43 @@ class RunManager:
                 hold.left -= share
                 self._reserved -= share
                 self._holds[key] = share
+            phase.sending()
             try:
                 run = await self.client.create_run(technique, inputs, idempotency_key=key,
                                                    workspace_id=self.settings.workspace_id)
             except IdempotencyError as exc:
-                run, failure = await self._recover(tool, key, started, exc)
+                run = await self._recover(tool, key, started, exc)
+                failure = exc if run is None else None
             except APIError as exc:
-                unknown = isinstance(exc, APIConnectionError) and exc.maybe_sent or (
-                    isinstance(exc, APIStatusError) and exc.status_code >= 500) or exc.code == "malformed_response"
-                self.journal.update(key, status="unknown" if unknown else "error", error_code=exc.code,
+                self.journal.update(key, status="unknown" if exc.outcome_unknown else "error", error_code=exc.code,
                                     error_message=exc.message)
-                if not unknown:
+                if not exc.outcome_unknown:
+                    phase.nothing_created()
                     self._holds.pop(key, None)  # FLORA refused it: nothing was charged
-                failure = from_error(tool.name, exc, technique, submitted=unknown)
+                failure = exc
             if run is not None:
+                phase.created(run.run_id)
                 self.journal.update(key, run_id=run.run_id, status=run.status, poll_url=run.poll_url,
                                     progress=run.progress)
                 self._charge(key, run)
-        if failure is not None or run is None:
-            return failure or invalid(tool.name, technique, "no run", code="internal_error")
+        if run is None:
+            assert failure is not None  # a create either returns its run or raises
+            return from_failure(tool.name, failure, phase, technique)
         log.info("run %s of %s submitted", run.run_id, tool.name)
-        return await self._wait(tool.name, technique, run, key, progress, started=started,
+        return await self._wait(tool.name, technique, run, key, progress, phase, started=started,
                                 max_wait=self.settings.max_wait)
 
-    async def _recover(self, tool: TechniqueTool, key: str, started: float,
-                       exc: IdempotencyError) -> tuple[Run | None, ToolResult | None]:
-        """FLORA says this call's key was used: find the run it made, or say plainly that we cannot."""
-        technique = tool.technique
+    async def _recover(self, tool: TechniqueTool, key: str, started: float, exc: IdempotencyError) -> Run | None:
+        """FLORA says this call's key was used: find the run it made, or None when it cannot be told apart."""
         log.warning("create for %s answered %s; recovering the existing run", tool.name, exc.code)
         try:
-            found = await self._find_submitted_run(technique, key, started)
+            found = await self._find_submitted_run(tool.technique, key, started)
         except APIError as lookup:
             log.warning("recovery lookup failed: %s", lookup.message)
             found = None
-        if found is not None:
-            return found, None
-        self.journal.update(key, status="unknown", error_code=exc.code, error_message=exc.message)
-        result = from_error(tool.name, exc, technique)
-        result.error_code = "already_submitted"
-        result.error_message = ("FLORA already has a run for this call (it answered "
-                                f"{exc.code}), and its run id could not be recovered.")
-        result.next_step = ("Do not call the tool again: the run was submitted and is charged. Find it with "
-                            "flora_list_runs or in the FLORA app, then use flora_get_run with its run_id.")
-        return None, result
+        if found is None:
+            self.journal.update(key, status="unknown", error_code=exc.code, error_message=exc.message)
+        return found
 
     async def _find_submitted_run(self, technique: Technique, key: str, started: float) -> Run | None:
         runs, _ = await self.client.list_technique_runs(technique_id=technique.technique_id, limit=RECOVERY_PAGE)
@@ -257,7 +239,7 @@ class RunManager:
     # Waiting ---------------------------------------------------------------------------------------------------
 
     async def _wait(self, tool: str, technique: Technique | None, run: Run, key: str | None, progress: _Progress,
-                    *, started: float, max_wait: float) -> ToolResult:
+                    phase: CallPhase, *, started: float, max_wait: float) -> ToolResult:
         scheduler = PollScheduler(min_interval=self.settings.poll_interval)
         ref = technique.ref if technique else None
         poll_url = run.poll_url
@@ -273,7 +255,7 @@ class RunManager:
                 try:
                     run = await self.client.get_run(run.run_id, technique_ref=ref, poll_url=poll_url)
                 except APIError as exc:
-                    return from_error(tool, exc, technique, run_id=run.run_id)
+                    return from_failure(tool, exc, phase, technique)
                 poll_url = run.poll_url or poll_url
                 scheduler.observe(anyio.current_time(), run.progress)
                 if key and run.status != last_status and not run.is_terminal:
@@ -324,8 +306,11 @@ class RunManager:
 
     async def resume(self, run_id: str, *, wait_seconds: float | None = None,
                      technique_for: Callable[[str | None], Technique | None] = lambda _: None,
-                     progress: ProgressCallback | None = None, tool: str = "flora_get_run") -> ToolResult:
+                     progress: ProgressCallback | None = None, tool: str = GET_RUN,
+                     phase: CallPhase | None = None) -> ToolResult:
         """Pick a run up again by id, from the journal when it knows the run, else from FLORA alone."""
+        phase = phase or CallPhase()
+        phase.run_known(run_id)
         entry = self.journal.get(self.account, run_id)
         technique = technique_for(entry.technique_id if entry else None)
         if technique is None and entry is not None:
@@ -335,7 +320,7 @@ class RunManager:
             run = await self.client.get_run(run_id, technique_ref=technique.ref if technique else None,
                                             poll_url=entry.poll_url if entry else None)
         except APIError as exc:
-            return from_error(tool, exc, technique)
+            return from_failure(tool, exc, phase, technique)
         if technique is None:
             technique = technique_for(run.technique_id)
         key = entry.idempotency_key if entry else None
@@ -348,7 +333,7 @@ class RunManager:
             await reporter.report(run.progress, run.status)
         else:
             started = entry.created_at if entry else time.time()
-            result = await self._wait(tool, technique, run, key, reporter, started=started, max_wait=wait)
+            result = await self._wait(tool, technique, run, key, reporter, phase, started=started, max_wait=wait)
         result.session_spend = round(self.session_spend, 6)
         return result
 

@@ -30,9 +30,9 @@ from flora_mcp.core import builtin as bt
 from flora_mcp.core.cache import CatalogCache, default_cache_dir
 from flora_mcp.core.catalog import Catalog, format_usd, load_techniques, technique_filter
 from flora_mcp.core.journal import Journal
-from flora_mcp.core.outcomes import invalid
 from flora_mcp.core.results import ToolResult
 from flora_mcp.core.runs import ProgressCallback, RunManager, account_id
+from flora_mcp.core.translator import CallPhase, from_failure, refusal
 from flora_mcp.logs import add_secret
 
 __all__ = ["COMPACT_THRESHOLD", "ConfigurationError", "Toolkit"]
@@ -173,7 +173,9 @@ class Toolkit:
             self._schemas_gate.set()  # the schemas are needed now
         await self._catalog_ready.wait()
         if self._catalog is None:
-            raise FloraError(f"the technique catalog could not be loaded: {self._catalog_error}")
+            # Raised from the cause, by which the translator classifies it: FLORA unreachable is `connection_error`.
+            raise FloraError(f"the technique catalog could not be loaded: {self._catalog_error}") from (
+                self._catalog_error)
         return self._catalog
 
     @property
@@ -220,58 +222,66 @@ class Toolkit:
         return export_tools(self.tool_definitions(), fmt)
 
     async def previews(self, result: ToolResult) -> list[Any]:
-        """Small previews of a result's image outputs as MCP image content, when FLORA_PREVIEW is on."""
+        """Small previews of a result's image outputs as MCP image content, when FLORA_PREVIEW is on.
+
+        Never raises: a preview is a nicety, and the result goes without it (the failure is logged).
+        """
         if not self.settings.preview or not result.outputs:
             return []
         from flora_mcp.core.previews import make_previews
 
-        return await make_previews(result.outputs, flora_base_url=self.settings.base_url)
+        try:
+            return await make_previews(result.outputs, flora_base_url=self.settings.base_url)
+        except Exception:
+            log.exception("previews failed; the result goes without them")
+            return []
 
     # Calls -------------------------------------------------------------------------------------------------------
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None, *,
-                   progress: ProgressCallback | None = None) -> ToolResult:
+                   progress: ProgressCallback | None = None, phase: CallPhase | None = None) -> ToolResult:
         """Execute one tool call; never raises for a failed call: the result says what went wrong.
 
         Args:
             name: a tool name from `tool_definitions()`.
             arguments: the tool's arguments.
             progress: awaited with (percent 0-100, message) while the call waits for its run.
+            phase: for a caller that wraps more work around the call (MCP tasks): marked as the call's create
+                requests leave and its runs appear, so that a later failure is classified by it too.
 
         Returns:
             The ToolResult: status, run id, outputs, cost, error and next step.
         """
+        phase = phase or CallPhase()
         try:
-            return await self._dispatch(name, dict(arguments or {}), progress)
-        except FloraError as exc:
-            return invalid(name, None, exc.message, code=exc.code, next_step="Try again later.")
-        except Exception:
-            log.exception("tool %s failed unexpectedly", name)
-            return invalid(name, None, "flora-mcp failed unexpectedly; the details are in its log.",
-                           code="internal_error", next_step="Try again; report the problem if it persists.")
+            return await self._dispatch(name, dict(arguments or {}), progress, phase)
+        except Exception as exc:
+            return from_failure(name, exc, phase)
 
-    async def _dispatch(self, name: str, args: dict[str, Any], progress: ProgressCallback | None) -> ToolResult:
+    async def _dispatch(self, name: str, args: dict[str, Any], progress: ProgressCallback | None,
+                        phase: CallPhase) -> ToolResult:
         catalog = await self.wait_for_catalog()
         if name in bt.RUN_TOOLS:
-            return await self._run_tool(name, args, progress)
+            return await self._run_tool(name, args, progress, phase)
         if name in bt.COMPACT_TOOLS:
-            return await self._compact_tool(name, args, progress)
+            return await self._compact_tool(name, args, progress, phase)
         tool = catalog.get(name)
         if tool is None:
-            return invalid(name, None, f"There is no tool named {name!r}.", code="unknown_tool",
+            return refusal(name, None, f"There is no tool named {name!r}.", code="unknown_tool",
                            next_step="List the tools again; the catalog may have changed.")
-        return await self.runs.run_tool(tool, args, progress=progress)
+        return await self.runs.run_tool(tool, args, progress=progress, phase=phase)
 
-    async def _run_tool(self, name: str, args: dict[str, Any], progress: ProgressCallback | None) -> ToolResult:
+    async def _run_tool(self, name: str, args: dict[str, Any], progress: ProgressCallback | None,
+                        phase: CallPhase) -> ToolResult:
         if name == bt.GET_RUN:
             run_id = args.get("run_id")
             wait = args.get("wait_seconds")
             if not isinstance(run_id, str) or not run_id.strip():
-                return invalid(name, None, "run_id is required.", code="invalid_arguments")
+                return refusal(name, None, "run_id is required.", code="invalid_arguments")
             if wait is not None and (not isinstance(wait, int | float) or isinstance(wait, bool) or wait < 0):
-                return invalid(name, None, "wait_seconds must be a number >= 0.", code="invalid_arguments")
+                return refusal(name, None, "wait_seconds must be a number >= 0.", code="invalid_arguments")
             return await self.runs.resume(run_id.strip(), wait_seconds=wait, technique_for=self._technique_by_id,
-                                          progress=progress, tool=name)
+                                          progress=progress, tool=name, phase=phase)
         if name == bt.LIST_RUNS:
             limit = args.get("limit", 20)
             limit = min(max(int(limit), 1), 100) if isinstance(limit, int | float) else 20
@@ -288,7 +298,8 @@ class Toolkit:
         tool = self._catalog.find(technique_id)
         return tool.technique if tool else None
 
-    async def _compact_tool(self, name: str, args: dict[str, Any], progress: ProgressCallback | None) -> ToolResult:
+    async def _compact_tool(self, name: str, args: dict[str, Any], progress: ProgressCallback | None,
+                            phase: CallPhase) -> ToolResult:
         if name == bt.SEARCH:
             query = str(args.get("query") or "").lower()
             words = query.split()
@@ -304,7 +315,7 @@ class Toolkit:
         ref = str(args.get("technique") or "")
         found_tool = self.catalog.find(ref)
         if found_tool is None:
-            return invalid(name, None, f"No technique matches {ref!r}.", code="unknown_technique",
+            return refusal(name, None, f"No technique matches {ref!r}.", code="unknown_technique",
                            next_step="Use flora_search_techniques to find one.")
         if name == bt.DESCRIBE:
             d = found_tool.definition
@@ -313,8 +324,8 @@ class Toolkit:
                 "inputSchema": d["inputSchema"], "run_cost": found_tool.technique.run_cost})
         inputs = args.get("inputs")
         if not isinstance(inputs, dict):
-            return invalid(name, found_tool.technique, "inputs must be an object of {input_id: value}.")
-        result = await self.runs.run_tool(found_tool, inputs, progress=progress)
+            return refusal(name, found_tool.technique, "inputs must be an object of {input_id: value}.")
+        result = await self.runs.run_tool(found_tool, inputs, progress=progress, phase=phase)
         return result.model_copy(update={"tool": name})
 
 

@@ -17,11 +17,11 @@ block that is not a tool call at all (a pipeline bug) raises `ValueError`.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from flora_mcp.core.results import ToolResult
+from flora_mcp.core.translator import from_failure, refusal
 from flora_mcp.integrations.export import name_map, restore_arguments
 
 __all__ = [
@@ -32,8 +32,6 @@ __all__ = [
     "gemini_tool_result",
     "openai_tool_result",
 ]
-
-logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], Awaitable[None] | None]
 """What a pipeline may pass for progress (percent 0-100, message): a plain or an async function."""
@@ -201,10 +199,8 @@ async def _run(
         return await caller.call(name, restored, progress=_as_async(progress))
     except Exception as exc:
         # The model's loop must go on: an executor that raises still answers the call, as an error it can report.
-        logger.exception("tool %s raised", name)
-        return ToolResult(
-            tool=name, status="error", error_code="tool_error", error_message=f"{type(exc).__name__}: {exc}"
-        )
+        # Such an executor cannot say how far it got (a Toolkit never raises), hence no phase.
+        return from_failure(name, exc, None)
 
 
 def _as_async(progress: ProgressCallback | None) -> AsyncProgressCallback | None:
@@ -220,13 +216,8 @@ def _as_async(progress: ProgressCallback | None) -> AsyncProgressCallback | None
 
 
 def _invalid(name: str, message: str) -> ToolResult:
-    return ToolResult(
-        tool=name,
-        status="invalid",
-        error_code="invalid_arguments",
-        error_message=message,
-        next_step="Call the tool again with the arguments as one JSON object matching its schema.",
-    )
+    return refusal(name, None, message,
+                   next_step="Call the tool again with the arguments as one JSON object matching its schema.")
 
 
 def _json_type(value: Any) -> str:

@@ -19,6 +19,7 @@ from mcp.server.subscriptions import ListenHandler
 
 from flora_mcp._version import __version__
 from flora_mcp.core.toolkit import Toolkit
+from flora_mcp.core.translator import CallPhase, from_failure
 from flora_mcp.server.notifications import ToolListNotifier
 from flora_mcp.server.tasks import install_tasks
 
@@ -64,21 +65,15 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         try:
             toolkit = await resolve(ctx)
         except Exception as exc:
-            log.exception("no toolkit for this request")
-            return types.CallToolResult(content=[types.TextContent(text=f"flora-mcp is not ready: {exc}")],
-                                        is_error=True)
+            # No toolkit (hosted: its key's catalog could not load): nothing was sent, as the translator tells.
+            return from_failure(params.name, exc, CallPhase()).to_call_tool_result()
         notifier.remember(ctx, toolkit)
 
         async def progress(percent: float, message: str) -> None:
             await ctx.session.report_progress(percent, 100.0, message)
 
         result = await toolkit.call(params.name, params.arguments or {}, progress=progress)
-        try:
-            extra = await toolkit.previews(result)
-        except Exception:
-            log.exception("previews failed; the result goes without them")
-            extra = []
-        return result.to_call_tool_result(extra)
+        return result.to_call_tool_result(await toolkit.previews(result))
 
     async def list_resources(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                              ) -> types.ListResourcesResult:

@@ -52,6 +52,7 @@ from mcp_types.methods import serialize_server_result
 from flora_mcp.core import builtin as bt
 from flora_mcp.core.results import ToolResult
 from flora_mcp.core.toolkit import Toolkit
+from flora_mcp.core.translator import CallPhase, cancelled_task, from_failure
 
 __all__ = ["TASKS_VERSION", "TaskStore", "install_tasks"]
 
@@ -170,7 +171,7 @@ class TaskStore:
             raise MCPError(INVALID_PARAMS, f"Cannot cancel task: it is already {entry.status}")
         entry.scope.cancel()
         entry.finish("cancelled", "Cancelled: flora-mcp stopped waiting. A submitted FLORA run goes on and is charged.",
-                     _cancelled(entry.tool).to_call_tool_result())
+                     cancelled_task(entry.tool).to_call_tool_result())
         return entry
 
     def _purge(self) -> None:
@@ -180,35 +181,19 @@ class TaskStore:
                 del self._tasks[task_id]
 
 
-def _cancelled(tool: str) -> ToolResult:
-    return ToolResult(
-        tool=tool, status="error", error_code="task_cancelled",
-        error_message="The task was cancelled: flora-mcp stopped waiting for the run.",
-        next_step=("A run that was submitted goes on and is charged: find it with flora_list_runs, then call "
-                   "flora_get_run with its run_id. Do not call the tool again for the same work."))
-
-
 async def _work(entry: _Entry, toolkit: Toolkit, name: str, arguments: dict[str, Any]) -> None:
     async def progress(percent: float, message: str) -> None:
         entry.update(f"{message} ({percent:.0f}%)")
 
+    phase = CallPhase()
     with entry.scope:
         try:
-            result = await toolkit.call(name, arguments, progress=progress)
+            result = await toolkit.call(name, arguments, progress=progress, phase=phase)
             result = await _until_the_run_ends(toolkit, name, result, progress)
-            try:
-                extra = await toolkit.previews(result)
-            except Exception:
-                log.exception("previews failed; the task's result goes without them")
-                extra = []
-            answer = result.to_call_tool_result(extra)
-        except Exception:
-            log.exception("task %s failed unexpectedly", entry.task_id)
-            answer = ToolResult(tool=name, status="error", error_code="internal_error",
-                                error_message="flora-mcp failed unexpectedly; the details are in its log.",
-                                ).to_call_tool_result()
-            entry.finish("failed", "flora-mcp failed unexpectedly", answer)
-            return
+            answer = result.to_call_tool_result(await toolkit.previews(result))
+        except Exception as exc:
+            result = from_failure(name, exc, phase)
+            answer = result.to_call_tool_result()
         first_line = answer.content[0].text.splitlines()[0] if isinstance(answer.content[0], types.TextContent) else ""
         entry.finish("failed" if answer.is_error else "completed", first_line or result.status, answer)
 
@@ -296,11 +281,15 @@ def install_tasks(server: Server[Any], resolve: Resolver) -> Server[Any]:
         if for_tasks is None:
             # No tasks capability was declared: the task field is ignored, as the spec requires.
             return await call_next(ctx)
-        return await start_task(for_tasks, params)
+        return await start_task(for_tasks, params, ctx, call_next)
 
-    async def start_task(toolkit: Toolkit, params: Mapping[str, Any]) -> HandlerResult:
+    async def start_task(toolkit: Toolkit, params: Mapping[str, Any], ctx: ServerRequestContext[Any],
+                         call_next: CallNext) -> HandlerResult:
         request = types.CallToolRequestParams.model_validate(params, by_name=False)
-        await toolkit.wait_for_catalog()
+        try:
+            await toolkit.wait_for_catalog()
+        except Exception:
+            return await call_next(ctx)  # no catalog, no task: the plain call's result says what went wrong
         if not task_capable(toolkit, request.name):
             raise MCPError(METHOD_NOT_FOUND, f"Tool {request.name!r} does not support task-augmented calls")
         entry = store.start(toolkit, request.name, dict(request.arguments or {}),
