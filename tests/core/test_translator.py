@@ -16,7 +16,6 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
 from mcp.shared.memory import create_client_server_memory_streams
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCError, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
@@ -36,9 +35,9 @@ from flora_mcp.core.polling import PollScheduler
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.core.translator import CallPhase, from_failure
 from flora_mcp.integrations.adapters import anthropic_tool_result
-from flora_mcp.sandbox import Sandbox, serve_sandbox
+from flora_mcp.sandbox import Sandbox
 from flora_mcp.server.handlers import create_server
-from tests.conftest import sandbox_config, settings_for
+from tests.support import mcp_client, posts, settings_for
 
 QR = "qr-code-generator"
 UNREACHABLE = "http://127.0.0.1:9/api/v1"
@@ -69,10 +68,7 @@ async def library(kit: Toolkit, name: str, arguments: dict[str, Any]) -> Outcome
 
 
 async def mcp(kit: Toolkit, name: str, arguments: dict[str, Any]) -> Outcome:
-    async def resolve(ctx: object) -> Toolkit:
-        return kit
-
-    async with Client(create_server(resolve), mode="legacy", raise_exceptions=True) as client:
+    async with mcp_client(kit) as client:
         result = await client.call_tool(name, arguments)
     assert result.structured_content is not None
     return outcome(result.structured_content, result.is_error)
@@ -208,12 +204,6 @@ CASES = [
 ]
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with serve_sandbox(sandbox_config()) as box:
-        yield box
-
-
 @asynccontextmanager
 async def toolkit_for(sandbox: Sandbox, case: Case) -> AsyncIterator[Toolkit]:
     # No retries: one lost answer is an unknown outcome at once, one dropped poll a lost connection.
@@ -239,9 +229,8 @@ async def test_each_failure_class_is_told_alike_on_every_surface(sandbox: Sandbo
     async with toolkit_for(sandbox, case) as kit:
         case.arrange(sandbox, monkeypatch)
         got = await surface(kit, case.tool, case.arguments)
-    creates = sandbox.requests_for("create_technique_run") + sandbox.requests_for("create_run")
     assert (got.status, got.error_code, got.is_error) == (case.status, case.error_code, True)
-    assert len(creates) == (1 if case.sent or case.error_code == "insufficient_credits" else 0)
+    assert posts(sandbox) == (1 if case.sent or case.error_code == "insufficient_credits" else 0)
     if case.run_created:
         assert len(sandbox.runs) == 1 and got.run_id == sandbox.runs[0].run_id
     else:
