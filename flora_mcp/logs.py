@@ -1,4 +1,12 @@
-"""Logging to stderr only (on stdio, stdout is the protocol), with every secret redacted from every line."""
+"""Logging to stderr only (on stdio, stdout is the protocol), with every secret redacted from every line.
+
+Two layers, so that no handler, ours or an application's, ever sees a secret:
+
+- `install_redaction` (run by `add_secret`, so by every FloraClient, Toolkit and hosted auth policy) wraps the
+  process's log record factory: each record of flora-mcp and of the libraries it drives (`REDACTED_LOGGERS`) is
+  redacted as it is made, before any handler, filter or formatter of a library user's `logging.basicConfig` gets it;
+- `configure_logging` (the CLI) also puts `RedactingFilter` on its stderr handler, for every other logger.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,10 @@ import re
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["REDACTED", "RedactingFilter", "configure_logging", "redact"]
+__all__ = ["REDACTED", "REDACTED_LOGGERS", "RedactingFilter", "add_secret", "configure_logging", "install_redaction",
+           "redact", "redact_record"]
 
 REDACTED = "[redacted]"
 
@@ -16,11 +26,15 @@ REDACTED = "[redacted]"
 # of other shapes) are kept in a bounded set, since a hosted server meets a new key with every user.
 KEY_PATTERN = re.compile(r"\bsk_[A-Za-z0-9][A-Za-z0-9_-]{5,}")
 MAX_SECRETS = 1024
+REDACTED_LOGGERS = frozenset({"flora_mcp", "httpx", "httpcore", "mcp", "uvicorn", "starlette", "sse_starlette"})
+"""Top-level logger names whose records are redacted as they are made: flora-mcp's and those of what it drives."""
 _secrets: OrderedDict[str, None] = OrderedDict()
+_MARK = "_flora_mcp_redacts"
 
 
 def add_secret(secret: str | None) -> None:
-    """Never let this value reach a log line (API keys, bearer tokens)."""
+    """Never let this value reach a log line (API keys, bearer tokens); installs the redaction on first use."""
+    install_redaction()
     if not secret or len(secret) < 6:
         return
     _secrets[secret] = None
@@ -45,17 +59,51 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     return KEY_PATTERN.sub(REDACTED, text)
 
 
+def redact_record(record: logging.LogRecord) -> None:
+    """Redact a record in place: its message with its arguments merged in, its traceback and its stack."""
+    try:
+        message = record.getMessage()
+    except Exception:  # arguments that do not fit the format: logging would print both raw when emitting
+        message = f"{record.msg} {record.args!r}"
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info and record.exc_info[1] is not None:
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+    elif record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
 class RedactingFilter(logging.Filter):
     """Replaces every known secret in a record's message and traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact the record in place; never drops it."""
-        record.msg = redact(record.getMessage())
-        record.args = None
-        if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
+        redact_record(record)
         return True
+
+
+def install_redaction() -> None:
+    """Redact every record of `REDACTED_LOGGERS` as it is made, whatever handlers the application installed.
+
+    A filter on the `flora_mcp` logger would not do: Python consults a logger's filters only for records logged on
+    that very logger, not for those of its children, nor of httpx. The record factory sees them all. It wraps the
+    factory in place (an application's own included) and is installed once.
+    """
+    current = logging.getLogRecordFactory()
+    if getattr(current, _MARK, False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        if record.name.partition(".")[0] in REDACTED_LOGGERS:
+            redact_record(record)
+        return record
+
+    setattr(factory, _MARK, True)
+    logging.setLogRecordFactory(factory)
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -15,6 +15,7 @@ from flora_mcp._version import __version__
 from flora_mcp.api.errors import APIError, APIResponseError, error_from_response, map_transport_errors
 from flora_mcp.api.models import Run, Technique
 from flora_mcp.api.retry import RetryPolicy
+from flora_mcp.logs import add_secret
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -64,6 +65,7 @@ class FloraClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
+        add_secret(api_key)  # and with it the redaction of every log record, for library users too
         self._http = httpx.AsyncClient(
             base_url=self.base_url + "/",
             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
