@@ -80,6 +80,9 @@ class Settings(BaseSettings):
 
     mcp_tokens: SecretStr | None = Field(default=None, description="Comma-separated bearer tokens for hosted mode.",
                                          json_schema_extra=NOT_A_FLAG)
+    max_sessions: int = Field(default=10_000, ge=1, description="Hosted mode: MCP sessions open at once, in all.")
+    max_sessions_per_principal: int = Field(default=100, ge=1,
+                                            description="Hosted mode: MCP sessions one credential may hold open.")
 
     @field_validator("base_url")
     @classmethod

@@ -2,7 +2,8 @@
 
 Data flows: `serve_http` (flags -> `HostedOptions`, FLORA_MCP_TOKENS -> `AuthPolicy`, refuse an open server off
 loopback) -> `HostedServer` (socket, uvicorn, signals, draining) -> `HostedApp` (Starlette routes; the guard checks
-Host/Origin, then credentials, then leases the caller's toolkit from `ToolkitPool`) -> the MCP server of
+Host/Origin, then credentials, then a session slot from `SessionQuota` (per principal and in all), then leases the
+caller's toolkit from `ToolkitPool`, which remembers keys FLORA refused) -> the MCP server of
 `flora_mcp.server.handlers`, whose resolver reads that toolkit back from the request.
 """
 

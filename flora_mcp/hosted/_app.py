@@ -1,9 +1,10 @@
 """The hosted Starlette app: `/mcp` (streamable HTTP), `/sse` + `/messages/` (legacy SSE), `/healthz`, `/readyz`.
 
 Every MCP route goes through one guard, in this order: Host and Origin (the SDK's DNS-rebinding checks: 421, 403),
-shutting down (503 for new sessions), credentials (401), then the caller's toolkit is leased and put in the ASGI
-scope, where the MCP server's resolver finds it again through `ctx.request`. Health routes skip the guard, so probes
-need neither credentials nor a particular Host.
+shutting down (503 for new sessions), credentials (401), a session slot for a request that opens a session (429 for
+a principal at its cap, 503 for a full server: `flora_mcp.hosted._limits`), then the caller's toolkit is leased and
+put in the ASGI scope, where the MCP server's resolver finds it again through `ctx.request`. Health routes skip the
+guard, so probes need neither credentials nor a particular Host.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from mcp.server import NotificationOptions
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials
@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flora_mcp.api.errors import AuthenticationError, FloraError, PermissionDeniedError
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.hosted._auth import AuthFailure, AuthPolicy, Caller, unauthorized
+from flora_mcp.hosted._limits import OPENING, QuotaRefusal, QuotaSessionManager, Reservation, SessionQuota
 from flora_mcp.hosted._pool import ToolkitPool
 from flora_mcp.server.handlers import create_server
 
@@ -78,20 +79,22 @@ class HostedApp:
         policy: who may call.
         security: the Host/Origin allow-lists.
         stateless: stateless streamable HTTP (no session affinity needed between replicas).
+        quota: how many sessions each principal and the whole server may hold; by default its defaults.
     """
 
     def __init__(self, pool: ToolkitPool, policy: AuthPolicy, security: TransportSecuritySettings, *,
-                 stateless: bool = False) -> None:
+                 stateless: bool = False, quota: SessionQuota | None = None) -> None:
         self.pool = pool
         self.policy = policy
+        self.quota = quota or SessionQuota()
         self.security = security
         self.stateless = stateless
         self.draining = False
         self.in_flight = InFlight()
         self.server = create_server(self._resolve)
         self.server.middleware.append(self.in_flight)
-        self.sessions = StreamableHTTPSessionManager(app=self.server, stateless=stateless,
-                                                     security_settings=security)
+        self.sessions = QuotaSessionManager(app=self.server, stateless=stateless, security_settings=security,
+                                            quota=self.quota)
         self.sse = SseServerTransport(MESSAGES_PATH, security_settings=security)
         self.checks = TransportSecurityMiddleware(security)
         self.app = Starlette(
@@ -156,6 +159,25 @@ class _Guard:
         if isinstance(admitted, Response):
             await admitted(scope, receive, send)
             return
+        reservation: Reservation | None = None
+        if hosted.opens_session(self.kind, Request(scope, receive)):
+            taken = hosted.quota.reserve(admitted.principal, per_principal=hosted.policy.required)
+            if isinstance(taken, QuotaRefusal):
+                log.info("refused a new session: %s", taken.description)
+                await taken.response()(scope, receive, send)
+                return
+            reservation = taken
+        opening = OPENING.set(reservation)
+        try:
+            await self._serve(admitted, scope, receive, send)
+        finally:
+            OPENING.reset(opening)
+            # Bound to a session, the slot lasts as long as the session; otherwise it ends with this request.
+            if reservation is not None and reservation.session_id is None:
+                hosted.quota.release(reservation)
+
+    async def _serve(self, admitted: Caller, scope: Scope, receive: Receive, send: Send) -> None:
+        hosted = self.hosted
         async with AsyncExitStack() as stack:
             try:
                 toolkit = await stack.enter_async_context(hosted.pool.lease(admitted.flora_key))

@@ -3,7 +3,8 @@
 With per-user keys each key gets its own `Toolkit` (its own HTTP client, catalog and run manager) on first use, so a
 user's catalog and runs come from their key alone; all share one `Journal`, whose rows are scoped by account. A
 toolkit is leased for the length of each HTTP request that uses it (an SSE stream holds its lease for the whole
-session); the least recently used idle toolkits beyond `max_toolkits` are closed.
+session); the least recently used idle toolkits beyond `max_toolkits` are closed. A key FLORA refused is refused
+again from `RefusalCache` for a while, without asking FLORA.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import SecretStr
 
+from flora_mcp.api.errors import AuthenticationError, PermissionDeniedError
 from flora_mcp.config import Settings
 from flora_mcp.core.journal import Journal
 from flora_mcp.core.runs import account_id
 from flora_mcp.core.toolkit import Toolkit
+from flora_mcp.hosted._limits import RefusalCache
 
 __all__ = ["DEFAULT_MAX_TOOLKITS", "ToolkitPool"]
 
@@ -43,12 +46,15 @@ class ToolkitPool:
         settings: the server's settings; per-user toolkits copy them with the user's key.
         per_user_keys: one toolkit per client key; otherwise the server's own toolkit for everyone.
         max_toolkits: how many per-user toolkits stay open when idle.
+        refusals: keys FLORA refused lately; by default a `RefusalCache` of its defaults.
     """
 
-    def __init__(self, settings: Settings, *, per_user_keys: bool, max_toolkits: int = DEFAULT_MAX_TOOLKITS) -> None:
+    def __init__(self, settings: Settings, *, per_user_keys: bool, max_toolkits: int = DEFAULT_MAX_TOOLKITS,
+                 refusals: RefusalCache | None = None) -> None:
         self.settings = settings
         self.per_user_keys = per_user_keys
         self.max_toolkits = max_toolkits
+        self.refusals = refusals or RefusalCache()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._stopping = False
         self._loaders: TaskGroup | None = None
@@ -84,7 +90,8 @@ class ToolkitPool:
         """The toolkit for this key (None: the server's own), held until the block ends.
 
         Raises:
-            FloraError: the key's catalog could not be loaded (AuthenticationError for a key FLORA refuses).
+            FloraError: the key's catalog could not be loaded (AuthenticationError for a key FLORA refuses, also
+                when it refused it within the last `refusals.ttl` seconds, without asking again).
         """
         if self.shared is not None or flora_key is None:
             if self.shared is None:
@@ -94,6 +101,9 @@ class ToolkitPool:
         account = account_id(self.settings.base_url, flora_key)
         entry = self._entries.get(account)
         if entry is None:
+            refused = self.refusals.get(account)
+            if refused is not None:
+                raise refused
             entry = self._open(account, flora_key)
         else:
             self._entries.move_to_end(account)
@@ -121,8 +131,11 @@ class ToolkitPool:
             try:
                 await toolkit.load_catalog()
             except BaseException as exc:
-                # A failed key is forgotten at once: the next request tries again rather than meet a stale error.
+                # A failed key is forgotten at once; one FLORA refused is refused again for a while without asking,
+                # anything else (FLORA down, say) is tried again by the next request rather than meet a stale error.
                 entry.error = exc
+                if isinstance(exc, AuthenticationError | PermissionDeniedError):
+                    self.refusals.add(account, exc)
                 if self._entries.get(account) is entry:
                     del self._entries[account]
                 with anyio.CancelScope(shield=True):

@@ -26,6 +26,7 @@ from flora_mcp.config import ConfigurationError, Settings
 from flora_mcp.core.startup import StartupError, catalog_failure
 from flora_mcp.hosted._app import MCP_PATH, SSE_PATH, HostedApp
 from flora_mcp.hosted._auth import AuthPolicy
+from flora_mcp.hosted._limits import SessionQuota
 from flora_mcp.hosted._options import HostedOptions, is_loopback, transport_security
 from flora_mcp.hosted._pool import ToolkitPool
 
@@ -95,8 +96,10 @@ class HostedServer:
         self.sock = sock
         self.port: int = sock.getsockname()[1]
         self.pool = ToolkitPool(settings, per_user_keys=options.per_user_keys)
+        quota = SessionQuota(max_sessions=settings.max_sessions,
+                             max_per_principal=settings.max_sessions_per_principal)
         self.hosted = HostedApp(self.pool, policy, transport_security(options, self.port),
-                                stateless=options.stateless)
+                                stateless=options.stateless, quota=quota)
         self.uvicorn = _Uvicorn(uvicorn.Config(
             self.hosted.app, log_config=None, access_log=False, lifespan="on", http="h11", ws="none",
             timeout_graceful_shutdown=int(STREAM_GRACE)))
