@@ -341,7 +341,8 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[Server, ssl.SSLContext, list[st
     names: list[str | None] = []
     server_side.sni_callback = lambda sock, name, ctx: names.append(name)  # type: ignore[assignment,misc,return-value]
     client_side = ssl.create_default_context(cadata=ca.decode())
-    for server in _serving(Server(tls=server_side)):
+    server = Server(tls=server_side)
+    with serve_in_thread(server.httpd):
         yield server, client_side, names
 
 

@@ -17,7 +17,7 @@ import pytest
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.logs import REDACTED
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
-from tests.conftest import sandbox_config, settings_for
+from tests.support import sandbox_config, settings_for
 
 LIBRARY_KEY = "flora-library-user-key-7Hq2Zx9Kw"
 DEBUG_LOGGERS = ("flora_mcp", "httpx", "httpcore")

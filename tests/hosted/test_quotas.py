@@ -8,69 +8,32 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.sse import sse_client
-from pydantic import SecretStr
 
 from flora_mcp.api.errors import AuthenticationError
-from flora_mcp.config import Settings
 from flora_mcp.core.runs import account_id
-from flora_mcp.hosted import AuthPolicy, HostedOptions, HostedServer, bind
+from flora_mcp.hosted import AuthPolicy, HostedServer
 from flora_mcp.hosted._auth import AuthFailure, Caller
 from flora_mcp.hosted._limits import QuotaRefusal, RefusalCache, Reservation, SessionQuota
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
-from tests.conftest import TEST_KEY, sandbox_config, settings_for
+from tests.hosted.hosted_support import MCP_HEADERS, TOKEN, bearer, hosted, token_settings
+from tests.hosted.hosted_support import raw_initialize as initialize
+from tests.support import TEST_KEY, sandbox_config, settings_for
 
-TOKEN = "tok_quota_test_0123456789abcdef"
-OTHER_TOKEN = "tok_quota_other_9876543210fedcba"
+OTHER_TOKEN = "other-token-abcdef"
 OTHER_KEY = "sk_live_QUOTA0other0user0key0000"
 BAD_KEY = "sk_live_NOT0a0key0flora0knows0000"
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-@asynccontextmanager
-async def hosted(settings: Settings, **options: Any) -> AsyncIterator[HostedServer]:
-    """A hosted server on a free loopback port for the block; drained and stopped after it."""
-    opts = HostedOptions(host="127.0.0.1", port=0, **options)
-    server = HostedServer(settings, opts, AuthPolicy.from_settings(settings, per_user_keys=opts.per_user_keys),
-                          bind("127.0.0.1", 0))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        with anyio.fail_after(10):
-            await server.started.wait()
-            while not server.pool.ready:
-                await anyio.sleep(0.01)
-        try:
-            yield server
-        finally:
-            with anyio.fail_after(15):
-                await server.shutdown()
-
-
-def bearer(value: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {value}"}
-
-
-async def initialize(server: HostedServer, headers: dict[str, str]) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10) as http:
-        return await http.post(f"{server.url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, **headers})
 
 
 async def delete(server: HostedServer, headers: dict[str, str], session_id: str) -> httpx.Response:
     async with httpx.AsyncClient(timeout=10) as http:
         return await http.delete(f"{server.url}/mcp", headers={**MCP_HEADERS, **headers,
                                                                "mcp-session-id": session_id})
-
-
-def token_settings(box: Sandbox, **overrides: Any) -> Settings:
-    return settings_for(box, mcp_tokens=SecretStr(f"{OTHER_TOKEN},{TOKEN}"), **overrides)
 
 
 @asynccontextmanager
