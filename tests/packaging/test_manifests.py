@@ -25,6 +25,8 @@ PLACEHOLDER = re.compile(r"\$\{(?:env:|input:)?([A-Za-z_][\w-]*)(?::-[^}]*)?\}")
 
 CLIENT_CONFIGS = [
     pytest.param("claude-desktop/claude_desktop_config.json", "mcpServers", id="claude-desktop"),
+    pytest.param("claude-desktop/from-checkout/claude_desktop_config.json", "mcpServers",
+                 id="claude-desktop-from-checkout"),
     pytest.param("claude-code/.mcp.json", "mcpServers", id="claude-code"),
     pytest.param("claude-code/hosted/.mcp.json", "mcpServers", id="claude-code-hosted"),
     pytest.param("cursor/mcp.json", "mcpServers", id="cursor"),
@@ -48,15 +50,36 @@ def assert_real_flags(args: list[str]) -> Any:
         pytest.fail(f"flora-mcp does not accept these arguments: {args}")
 
 
+# The Claude Desktop bundle's files: tests/packaging/test_mcpb_manifest.py and test_mcpb.py check them.
+BUNDLE_FILES = {"mcpb/manifest.json", "mcpb/build.py", "mcpb/server/main.py"}
+
+
 def test_every_manifest_parses_and_every_one_is_checked_here() -> None:
-    files = sorted(p for p in MANIFESTS.rglob("*") if p.is_file() and p.name != "README.md")
+    files = sorted(p for p in MANIFESTS.rglob("*") if p.is_file() and p.name != "README.md"
+                   and "__pycache__" not in p.parts)
     assert files
+    bundle = {str(p.relative_to(MANIFESTS)) for p in files if p.parts[len(MANIFESTS.parts)] == "mcpb"}
+    assert bundle == BUNDLE_FILES
     for path in files:
+        if str(path.relative_to(MANIFESTS)) in BUNDLE_FILES:
+            continue
         assert path.suffix in (".json", ".yaml"), path
         assert load(path)
     listed = {p.values[0] for p in CLIENT_CONFIGS}
-    clients = {str(p.relative_to(MANIFESTS)) for p in files if p.suffix == ".json" and "registry" not in p.parts}
+    clients = {str(p.relative_to(MANIFESTS)) for p in files if p.suffix == ".json"
+               and not {"registry", "mcpb"} & set(p.parts)}
     assert clients == listed
+
+
+def flora_mcp_command(command: list[str]) -> list[str]:
+    """`flora-mcp ARGS` from `uvx flora-mcp ARGS` (published) or `uvx --from CHECKOUT flora-mcp ARGS`."""
+    if command[0] != "uvx":
+        return command
+    if command[1] == "--from":
+        source = command[2]
+        assert source.startswith("/") and "flora-mcp" in source, source  # an absolute checkout path to replace
+        return command[3:]
+    return command[1:]
 
 
 @pytest.mark.parametrize(("relative", "servers_key"), CLIENT_CONFIGS)
@@ -74,9 +97,7 @@ def test_client_configs_start_the_real_command_with_real_variables(relative: str
     else:
         if servers_key == "servers":
             assert server["type"] == "stdio"  # VS Code names the transport
-        command = [server["command"], *server.get("args", [])]
-        if command[0] == "uvx":
-            command = command[1:]
+        command = flora_mcp_command([server["command"], *server.get("args", [])])
         assert command[0] == "flora-mcp"
         assert_real_flags(command[1:])
         assert set(server["env"]) <= SETTINGS_VARIABLES
