@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import tomllib
 from types import ModuleType
 from typing import Any
@@ -86,3 +87,9 @@ def test_the_client_configs_run_the_console_script(project: dict[str, Any]) -> N
         server = servers["flora"]
         if "command" in server:
             assert script in [server["command"], *server.get("args", [])], path
+
+
+def test_the_docs_name_this_version_wherever_they_name_one() -> None:
+    for doc in (REPO / "README.md", MANIFESTS / "README.md"):
+        named = re.findall(r"flora_mcp-(\d[\w.]*)-py3", doc.read_text())
+        assert named and set(named) == {__version__}, doc
