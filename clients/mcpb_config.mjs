@@ -30,7 +30,6 @@ const config = await getMcpConfigForManifest({
   extensionPath: dir,
   systemDirs: {
     HOME: home,
-    DATA: join(home, ".local", "share"),
     DESKTOP: join(home, "Desktop"),
     DOCUMENTS: join(home, "Documents"),
     DOWNLOADS: join(home, "Downloads"),

@@ -12,14 +12,15 @@ import json
 import os
 import sys
 import tomllib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flora_mcp import __version__
-from flora_mcp.sandbox import Sandbox
-from tests.conftest import TEST_KEY
+from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
+from tests.conftest import sandbox_config
 from tests.packaging.packaging_support import (
     CLEAN_ENV,
     CLIENTS,
@@ -35,6 +36,8 @@ from tests.packaging.packaging_support import (
 pytestmark = pytest.mark.packaging
 
 MANIFEST = REPO / "manifests" / "mcpb" / "manifest.json"
+# Not the suite's TEST_KEY: this one travels on a command line (the settings), which a failing assertion may print.
+BUNDLE_KEY = "sk_sandbox_bundle_settings"
 BUILD = REPO / "manifests" / "mcpb" / "build.py"
 
 
@@ -128,22 +131,28 @@ async def test_claude_desktop_starts_the_unpacked_bundle_with_the_sandbox_on(nod
         assert "embedded FLORA sandbox" in errlog_text(errlog)
 
 
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with serve_sandbox(sandbox_config(keys={BUNDLE_KEY: Account()})) as box:
+        yield box
+
+
 @pytest.mark.anyio
 async def test_the_key_and_the_per_call_cap_from_the_settings_reach_the_server(node_bin: Path, unpacked: Path,
                                                                               sandbox: Sandbox,
                                                                               tmp_path: Path) -> None:
-    settings = {"flora_api_key": TEST_KEY, "max_cost_per_call": 0.0001, "sandbox": False}
+    settings = {"flora_api_key": BUNDLE_KEY, "max_cost_per_call": 0.0001, "sandbox": False}
     config = claude_desktop_command(node_bin, unpacked, settings, tmp_path)
     assert config["args"][-1] == "--sandbox=false"
-    assert (config["env"]["FLORA_API_KEY"], config["env"]["FLORA_MAX_COST_PER_CALL"]) == (TEST_KEY, "0.0001")
+    assert (config["env"]["FLORA_API_KEY"], config["env"]["FLORA_MAX_COST_PER_CALL"]) == (BUNDLE_KEY, "0.0001")
     # FLORA_BASE_URL is no bundle setting: here it points the real-FLORA mode at the test's sandbox.
     env = desktop_env(config, tmp_path, FLORA_BASE_URL=sandbox.base_url, FLORA_JOURNAL=":memory:")
     async with stdio_session(config["command"], config["args"], env, tmp_path) as (session, errlog):
-        names = {t.name for t in (await session.list_tools()).tools}  # the sandbox lists only for TEST_KEY
+        names = {t.name for t in (await session.list_tools()).tools}  # the sandbox lists only for BUNDLE_KEY
         assert "qr-code-generator" in names
         refused = await session.call_tool("qr-code-generator", {"content": "too dear"})
         logged = errlog_text(errlog)
     assert "FLORA_MAX_COST_PER_CALL" in json.dumps(refused.structured_content or refused.model_dump(mode="json"))
     assert sandbox.runs == []  # refused before anything was sent
     assert sandbox.requests_for("list_techniques")  # the key was accepted
-    assert TEST_KEY not in logged
+    assert BUNDLE_KEY not in logged
