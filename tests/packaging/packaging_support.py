@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from flora_mcp import __version__
+from tests.support import clean_env
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENTS = REPO / "clients"
@@ -30,9 +30,8 @@ INSTALL_TIMEOUT = 600.0
 START_TIMEOUT = 120.0
 """A first start through uv or uvx installs every dependency first."""
 
-# Nothing of this checkout reaches what we start: no PYTHONPATH, no active venv, no FLORA_* of the developer's.
-CLEAN_ENV = {k: v for k, v in os.environ.items()
-             if not k.startswith(("FLORA_", "PYTHON", "VIRTUAL_ENV", "UV_"))}
+# Nothing of this checkout reaches what we start: no PYTHONPATH, no active venv, no FLORA_* or UV_* of the developer's.
+CLEAN_ENV = clean_env("PYTHON", "VIRTUAL_ENV", "UV_")
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ def beside_python(name: str) -> Path:
     return path
 
 
-def server_env(**values: str) -> dict[str, str]:
+def install_env(**values: str) -> dict[str, str]:
     """The environment of a server we start from an install: clean, uv never downloads a Python, fast polls."""
     return {**CLEAN_ENV, "UV_PYTHON_DOWNLOADS": "never", "FLORA_JOURNAL": ":memory:", "FLORA_CATALOG_CACHE": "off",
             "FLORA_POLL_INTERVAL": "0.05", **values}
@@ -84,7 +83,7 @@ def tail(text: str, chars: int = 4000) -> str:
 
 
 @asynccontextmanager
-async def stdio_session(command: str | Path, args: Sequence[str], env: dict[str, str],
+async def client_session(command: str | Path, args: Sequence[str], env: dict[str, str],
                         cwd: Path) -> AsyncIterator[tuple[ClientSession, Any]]:
     """The SDK's client on a server started as an MCP client starts one: a subprocess speaking on stdin/stdout."""
     params = StdioServerParameters(command=str(command), args=list(args), env=env, cwd=str(cwd))

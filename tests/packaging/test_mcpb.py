@@ -20,18 +20,18 @@ import pytest
 
 from flora_mcp import __version__
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
-from tests.conftest import sandbox_config
 from tests.packaging.packaging_support import (
     CLEAN_ENV,
     CLIENTS,
     REPO,
     Dist,
     beside_python,
+    client_session,
     errlog_text,
     run,
-    stdio_session,
     tail,
 )
+from tests.support import sandbox_config
 
 pytestmark = pytest.mark.packaging
 
@@ -122,7 +122,7 @@ async def test_claude_desktop_starts_the_unpacked_bundle_with_the_sandbox_on(nod
     # The key and caps were left empty: their placeholders reach the process unreplaced, and must not break it.
     assert config["env"]["FLORA_SESSION_BUDGET"] == "${user_config.session_budget}"
     env = desktop_env(config, tmp_path)
-    async with stdio_session(config["command"], config["args"], env, tmp_path) as (session, errlog):
+    async with client_session(config["command"], config["args"], env, tmp_path) as (session, errlog):
         names = {t.name for t in (await session.list_tools()).tools}
         assert {"qr-code-generator", "flora_get_run"} <= names
         result = await session.call_tool("qr-code-generator", {"content": "from Claude Desktop's bundle"})
@@ -147,7 +147,7 @@ async def test_the_key_and_the_per_call_cap_from_the_settings_reach_the_server(n
     assert (config["env"]["FLORA_API_KEY"], config["env"]["FLORA_MAX_COST_PER_CALL"]) == (BUNDLE_KEY, "0.0001")
     # FLORA_BASE_URL is no bundle setting: here it points the real-FLORA mode at the test's sandbox.
     env = desktop_env(config, tmp_path, FLORA_BASE_URL=sandbox.base_url, FLORA_JOURNAL=":memory:")
-    async with stdio_session(config["command"], config["args"], env, tmp_path) as (session, errlog):
+    async with client_session(config["command"], config["args"], env, tmp_path) as (session, errlog):
         names = {t.name for t in (await session.list_tools()).tools}  # the sandbox lists only for BUNDLE_KEY
         assert "qr-code-generator" in names
         refused = await session.call_tool("qr-code-generator", {"content": "too dear"})

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from flora_mcp import __version__
-from tests.packaging.packaging_support import REPO, Dist, beside_python, run, server_env, stdio_session, tail
+from tests.packaging.packaging_support import REPO, Dist, beside_python, client_session, install_env, run, tail
 
 pytestmark = pytest.mark.packaging
 
 
 def test_uvx_runs_the_wheel_and_prints_the_version(dist: Dist, tmp_path: Path) -> None:
-    done = run([beside_python("uvx"), "--from", dist.wheel, "flora-mcp", "--version"], env=server_env(), cwd=tmp_path)
+    done = run([beside_python("uvx"), "--from", dist.wheel, "flora-mcp", "--version"], env=install_env(), cwd=tmp_path)
     assert done.returncode == 0, tail(done.stderr)
     assert done.stdout.strip() == f"flora-mcp {__version__}"
 
@@ -30,12 +30,12 @@ def test_uvx_runs_a_checkout_and_rebuilds_it_when_its_code_changes(tmp_path: Pat
         shutil.copy2(REPO / name, checkout / name)
     shutil.copytree(REPO / "flora_mcp", checkout / "flora_mcp", ignore=shutil.ignore_patterns("__pycache__"))
     command = [beside_python("uvx"), "--from", checkout, "flora-mcp", "--version"]
-    first = run(command, env=server_env(), cwd=tmp_path)
+    first = run(command, env=install_env(), cwd=tmp_path)
     assert first.returncode == 0, tail(first.stderr)
     assert first.stdout.strip() == f"flora-mcp {__version__}"
     version_file = checkout / "flora_mcp" / "_version.py"
     version_file.write_text(version_file.read_text().replace(f'"{__version__}"', f'"{__version__}.post7"'))
-    second = run(command, env=server_env(), cwd=tmp_path)
+    second = run(command, env=install_env(), cwd=tmp_path)
     assert second.returncode == 0, tail(second.stderr)
     assert second.stdout.strip() == f"flora-mcp {__version__}.post7"  # [tool.uv] cache-keys: not the old build
 
@@ -43,7 +43,7 @@ def test_uvx_runs_a_checkout_and_rebuilds_it_when_its_code_changes(tmp_path: Pat
 @pytest.mark.anyio
 async def test_tools_list_through_uvx_from_the_wheel(dist: Dist, tmp_path: Path) -> None:
     args = ["--from", str(dist.wheel), "flora-mcp", "--sandbox"]
-    async with stdio_session(beside_python("uvx"), args, server_env(), tmp_path) as (session, _):
+    async with client_session(beside_python("uvx"), args, install_env(), tmp_path) as (session, _):
         tools = (await session.list_tools()).tools
     names = {t.name for t in tools}
     assert {"qr-code-generator", "cctv-cam", "flora_get_run"} <= names

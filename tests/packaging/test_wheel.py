@@ -13,7 +13,7 @@ import pytest
 
 from flora_mcp import __version__
 from flora_mcp.sandbox import SAMPLE_NAMES
-from tests.packaging.packaging_support import REPO, Dist, errlog_text, run, server_env, stdio_session
+from tests.packaging.packaging_support import REPO, Dist, client_session, errlog_text, install_env, run
 
 pytestmark = pytest.mark.packaging
 
@@ -67,20 +67,20 @@ def test_the_installed_wheel_imports_from_its_venv_not_from_the_checkout(wheel_v
     probe = ("import json, sys, importlib.metadata as m, importlib.resources as r, flora_mcp; "
              "print(json.dumps({'file': flora_mcp.__file__, 'path': sys.path, 'version': m.version('flora-mcp'), "
              "'typed': r.files('flora_mcp').joinpath('py.typed').is_file()}))")
-    done = run([wheel_venv / "bin" / "python", "-c", probe], env=server_env(), cwd=tmp_path)
+    done = run([wheel_venv / "bin" / "python", "-c", probe], env=install_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert Path(found["file"]).is_relative_to(wheel_venv)
     assert not any(entry and Path(entry).resolve().is_relative_to(REPO) for entry in found["path"])
     assert (found["version"], found["typed"]) == (__version__, True)
-    version = run([wheel_venv / "bin" / "flora-mcp", "--version"], env=server_env(), cwd=tmp_path)
+    version = run([wheel_venv / "bin" / "flora-mcp", "--version"], env=install_env(), cwd=tmp_path)
     assert (version.returncode, version.stdout.strip()) == (0, f"flora-mcp {__version__}")
 
 
 @pytest.mark.anyio
 async def test_the_installed_wheel_serves_the_sandbox_over_stdio_to_the_sdk_client(wheel_venv: Path,
                                                                                     tmp_path: Path) -> None:
-    async with stdio_session(wheel_venv / "bin" / "flora-mcp", ["--sandbox"], server_env(), tmp_path) as (session,
+    async with client_session(wheel_venv / "bin" / "flora-mcp", ["--sandbox"], install_env(), tmp_path) as (session,
                                                                                                            errlog):
         names = {t.name for t in (await session.list_tools()).tools}
         assert {"qr-code-generator", "cctv-cam", "flora_get_run"} <= names
