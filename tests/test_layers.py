@@ -3,7 +3,7 @@
 Every `import` in every module under `flora_mcp/` counts: module level, inside functions (lazy) and under
 `TYPE_CHECKING`, since each one is a dependency a reader has to follow. The layers, lowest first:
 
-    foundation     flora_mcp._version, flora_mcp._net, flora_mcp._fetch_guard, flora_mcp.logs
+    foundation     flora_mcp._version, flora_mcp._net, flora_mcp._fetch_guard, flora_mcp._media, flora_mcp.logs
     api            the FLORA REST client
     settings       flora_mcp.config: the settings, whose defaults are the api layer's constants
     core           catalog, runs, journal, results, the Toolkit facade
@@ -29,7 +29,8 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "flora_mcp"
 
-FOUNDATION = frozenset({"flora_mcp._version", "flora_mcp._net", "flora_mcp._fetch_guard", "flora_mcp.logs"})
+FOUNDATION = frozenset({"flora_mcp._version", "flora_mcp._net", "flora_mcp._fetch_guard", "flora_mcp._media",
+                        "flora_mcp.logs"})
 SETTINGS = "flora_mcp.config"
 PUBLIC = frozenset({"flora_mcp", "flora_mcp.__main__", "flora_mcp.export", "flora_mcp.adapters"})
 RANKS = {"foundation": 0, "api": 1, "settings": 2, "core": 3, "server": 4, "integrations": 4, "hosted": 5, "cli": 6,

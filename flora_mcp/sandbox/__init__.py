@@ -2,13 +2,15 @@
 
 Used by tests, benchmarks and `flora-mcp --sandbox`; see README.md in this folder for the routes, techniques and
 fault-injection API. Data flows: request -> `SandboxMiddleware` (request id, log, latency, faults) -> routes
-(`_routes`, `_run_routes`) -> `SandboxState` (credits, idempotency, runs) -> `execute_run` -> technique work
-(`_imaging`, `_texts`) -> files under the temporary files directory, served at `/files/`.
+(`_routes`, `_run_routes`, `_asset_routes`, `_bucket`) -> `SandboxState` (credits, idempotency, runs, assets) ->
+`execute_run` -> technique work (`_imaging`, `_texts`) -> files under the temporary files directory, served at
+`/files/`.
 """
 
 from __future__ import annotations
 
 from flora_mcp.sandbox._app import create_app
+from flora_mcp.sandbox._assets import Asset
 from flora_mcp.sandbox._catalog import Catalog, Port, Product, Technique, TechniqueFailure
 from flora_mcp.sandbox._config import DEFAULT_SANDBOX_KEY, Account, SandboxConfig
 from flora_mcp.sandbox._faults import ROUTE_NAMES, Fault, FaultKind, Faults, FaultWhen, RecordedRequest
@@ -22,6 +24,7 @@ __all__ = [
     "ROUTE_NAMES",
     "SAMPLE_NAMES",
     "Account",
+    "Asset",
     "Catalog",
     "Fault",
     "FaultKind",

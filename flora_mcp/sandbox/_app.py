@@ -1,7 +1,8 @@
 """`create_app`: the Starlette application of a sandbox, with its routes, error handling and lifespan.
 
-The lifespan owns a temporary files directory (samples and run outputs, removed on exit) and the task group in
-which runs do their work; an app that is not started through its lifespan cannot run techniques.
+The lifespan owns a temporary directory, removed on exit, with two folders (`files`: samples, run outputs and ready
+assets, served at `/files/`; `bucket`: uploads not yet judged, never served) and the task group in which runs and uploads
+do their work; an app that is not started through its lifespan cannot run techniques or take assets.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flora_mcp.sandbox import _routes, _run_routes
+from flora_mcp.sandbox import _asset_routes, _bucket, _routes, _run_routes
 from flora_mcp.sandbox._catalog import Catalog
 from flora_mcp.sandbox._config import SandboxConfig
 from flora_mcp.sandbox._control import control_routes
@@ -61,9 +62,12 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         with tempfile.TemporaryDirectory(prefix="flora-sandbox-") as directory:
-            files_dir = Path(directory)
+            files_dir = Path(directory) / "files"
+            bucket_dir = Path(directory) / "bucket"
+            bucket_dir.mkdir()
             await anyio.to_thread.run_sync(write_samples, files_dir / "samples")
             state.files_dir = files_dir
+            state.assets.bucket_dir = bucket_dir
             try:
                 async with anyio.create_task_group() as task_group:
                     state.task_group = task_group
@@ -72,6 +76,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             finally:
                 state.task_group = None
                 state.files_dir = None
+                state.assets.bucket_dir = None
 
     routes = [
         Route(f"{API}/techniques", _routes.list_techniques, methods=["GET"]),
@@ -82,6 +87,13 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         Route(f"{API}/runs/{{run_id}}", _run_routes.get_run, methods=["GET"]),
         Route(f"{API}/workspaces", _routes.list_workspaces, methods=["GET"]),
         Route(f"{API}/technique-runs", _run_routes.list_technique_runs, methods=["GET"]),
+        Route(f"{API}/assets", _asset_routes.create_asset, methods=["POST"]),
+        Route(f"{API}/assets", _asset_routes.list_assets, methods=["GET"]),
+        Route(f"{API}/assets/{{asset_id}}", _asset_routes.get_asset, methods=["GET"]),
+        Route(f"{API}/assets/{{asset_id}}/complete", _asset_routes.complete_asset, methods=["POST"]),
+        Route(f"{API}/assets/{{asset_id}}/retry", _asset_routes.retry_asset, methods=["POST"]),
+        Route("/bucket", _bucket.bucket_post, methods=["POST"]),
+        Route("/bucket/{key:path}", _bucket.bucket_put, methods=["PUT"]),
         Route("/files/{path:path}", _routes.files, methods=["GET", "HEAD"]),
     ]
     if config.enable_control:

@@ -6,6 +6,7 @@ Everything here is plain data; `SandboxState` copies the values that tests may c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 __all__ = ["DEFAULT_SANDBOX_KEY", "Account", "SandboxConfig"]
 
@@ -22,6 +23,13 @@ class Account:
     """Slugs or technique ids this key may see and run; None means all."""
     workspace_id: str = "ws_sandbox"
     workspace_name: str = "Sandbox Workspace"
+    other_workspaces: dict[str, str] = field(default_factory=dict)
+    """More workspaces the key may use, id to name, listed after its own."""
+
+    @property
+    def workspaces(self) -> dict[str, str]:
+        """Every workspace the key may use, id to name, its own first."""
+        return {self.workspace_id: self.workspace_name, **self.other_workspaces}
 
 
 def _default_keys() -> dict[str, Account]:
@@ -55,6 +63,15 @@ class SandboxConfig:
     """Cheap synthetic techniques (`synthetic-0001`, ...) added to the catalog."""
     fetch_max_bytes: int = 10 * 1024 * 1024
     fetch_timeout: float = 10.0
+    asset_max_bytes: int = 512 * 1024 * 1024
+    """The largest file a signed upload may carry."""
+    asset_reservation_ttl: float = 3600.0
+    """Seconds a signed-upload reservation stays open."""
+    asset_processing_delay: float = 0.0
+    """Seconds a signed or URL upload stays `pending_upload` after its bytes arrived (clients then poll)."""
+    signed_upload: Literal["post", "put"] = "post"
+    """How a reservation's target takes the bytes: a presigned POST form (`upload`) or a raw PUT (`upload_url`)."""
+    assets_page_size: int = 20
 
     def __post_init__(self) -> None:
         if not self.keys:

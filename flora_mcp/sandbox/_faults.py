@@ -27,6 +27,12 @@ ROUTE_NAMES = (
     "get_run",
     "list_workspaces",
     "list_technique_runs",
+    "create_asset",
+    "list_assets",
+    "get_asset",
+    "complete_asset",
+    "retry_asset",
+    "bucket_upload",
     "files",
 )
 

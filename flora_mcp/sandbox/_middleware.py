@@ -35,6 +35,13 @@ _ROUTES = [
         ("get_run", "GET", r"/api/v1/runs/[^/]+"),
         ("list_workspaces", "GET", r"/api/v1/workspaces/?"),
         ("list_technique_runs", "GET", r"/api/v1/technique-runs/?"),
+        ("create_asset", "POST", r"/api/v1/assets/?"),
+        ("list_assets", "GET", r"/api/v1/assets/?"),
+        ("get_asset", "GET", r"/api/v1/assets/[^/]+"),
+        ("complete_asset", "POST", r"/api/v1/assets/[^/]+/complete"),
+        ("retry_asset", "POST", r"/api/v1/assets/[^/]+/retry"),
+        ("bucket_upload", "POST", r"/bucket/?"),
+        ("bucket_upload", "PUT", r"/bucket/.+"),
         ("files", "GET", r"/files/.+"),
     )
 ]
@@ -86,9 +93,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _parse_body(raw: bytes) -> Any | None:
+def _parse_body(raw: bytes, content_type: str) -> Any | None:
+    """JSON as data, text as text; an upload (multipart, binary) only as its size, not megabytes of it in the log."""
     if not raw:
         return None
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type.startswith(("multipart/", "image/", "video/", "audio/", "application/octet-stream",
+                              "application/pdf")):
+        return f"<{len(raw)} bytes of {media_type}>"
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -137,7 +149,7 @@ class SandboxMiddleware:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, path: str, request_id: str) -> None:
         raw = await _read_body(receive)
-        body = _parse_body(raw)
+        body = _parse_body(raw, _header(scope, b"content-type") or "")
         authorization = _header(scope, b"authorization") or ""
         scheme, _, key = authorization.partition(" ")
         idempotency_key = _header(scope, b"idempotency-key")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from flora_mcp._media import media_type_for_extension
 from flora_mcp.sandbox._catalog import Technique
 from flora_mcp.sandbox._config import Account
 from flora_mcp.sandbox._errors import SandboxError
@@ -48,13 +47,10 @@ async def get_technique(request: Request) -> Response:
 
 async def list_workspaces(request: Request) -> Response:
     _, account = authenticate(request)
-    workspace = {
-        "workspace_id": account.workspace_id,
-        "name": account.workspace_name,
-        "role": "owner",
-        "created_at": state_of(request).started_at,
-    }
-    return JSONResponse({"workspaces": [workspace]})
+    started = state_of(request).started_at
+    workspaces = [{"workspace_id": workspace_id, "name": name, "role": "owner", "created_at": started}
+                  for workspace_id, name in account.workspaces.items()]
+    return JSONResponse({"workspaces": workspaces})
 
 
 async def files(request: Request) -> Response:
@@ -66,4 +62,5 @@ async def files(request: Request) -> Response:
     path = (base / request.path_params["path"]).resolve()
     if not path.is_relative_to(base) or not path.is_file():
         raise SandboxError(404, "not_found", "File not found.")
-    return FileResponse(path, media_type=_MEDIA_TYPES.get(Path(path).suffix, "application/octet-stream"))
+    media_type = _MEDIA_TYPES.get(path.suffix) or media_type_for_extension(path.name) or "application/octet-stream"
+    return FileResponse(path, media_type=media_type)

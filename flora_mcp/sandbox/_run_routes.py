@@ -67,7 +67,7 @@ async def create_run(request: Request) -> Response:
     if errors:
         raise SandboxError.validation(errors)
     assert isinstance(technique_id, str)
-    if workspace_id != account.workspace_id:
+    if workspace_id not in account.workspaces:
         raise SandboxError(403, "forbidden", f"This API key has no access to workspace {workspace_id!r}.")
     technique = find_technique(state, account, technique_id)
     key = idempotency_key_of(request, body)
@@ -121,7 +121,7 @@ async def list_technique_runs(request: Request) -> Response:
     params = request.query_params
     limit = query_limit(request, state.config.runs_page_size, state.config.max_page_size)
     workspace_id = params.get("workspace_id")
-    if workspace_id is not None and workspace_id != account.workspace_id:
+    if workspace_id is not None and workspace_id not in account.workspaces:
         raise SandboxError(403, "forbidden", f"This API key has no access to workspace {workspace_id!r}.")
     runs = [run for run in reversed(state.runs.values()) if run.api_key == api_key]
     if "technique_id" in params:

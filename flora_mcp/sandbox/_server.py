@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import uvicorn
@@ -15,6 +16,7 @@ from starlette.applications import Starlette
 
 from flora_mcp._net import bind_listener
 from flora_mcp.sandbox._app import create_app
+from flora_mcp.sandbox._assets import Asset
 from flora_mcp.sandbox._config import SandboxConfig
 from flora_mcp.sandbox._faults import Faults, RecordedRequest
 from flora_mcp.sandbox._middleware import install_log_filters
@@ -91,6 +93,18 @@ class Sandbox:
     def runs(self) -> list[Run]:
         """Every run created, oldest first, whatever its key."""
         return list(self.state.runs.values())
+
+    @property
+    def assets(self) -> list[Asset]:
+        """Every asset created, oldest first, whatever its key."""
+        return list(self.state.assets.assets.values())
+
+    def asset_file(self, asset_id: str) -> Path | None:
+        """Where a ready asset's bytes are stored (what its URL serves); None before it is ready."""
+        asset = self.state.assets.assets.get(asset_id)
+        if asset is None or asset.path is None or self.state.files_dir is None:
+            return None
+        return self.state.files_dir / asset.path
 
     @property
     def faults(self) -> Faults:

@@ -1,4 +1,4 @@
-"""The live state of one sandbox: credits, runs, idempotency keys, rate limits, faults and the request log.
+"""The live state of one sandbox: credits, runs, assets, idempotency keys, rate limits, faults and the request log.
 
 Tests may change `run_delay`, `technique_delays`, `latency` and `rate_limit` while the sandbox runs.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from anyio.abc import TaskGroup
 
+from flora_mcp.sandbox._assets import AssetStore
 from flora_mcp.sandbox._catalog import Catalog, Technique
 from flora_mcp.sandbox._config import Account, SandboxConfig
 from flora_mcp.sandbox._errors import SandboxError
@@ -36,7 +37,8 @@ def body_fingerprint(technique_id: str, body: dict[str, Any]) -> str:
 @dataclass
 class _Remembered:
     fingerprint: str
-    run_id: str
+    resource_id: str
+    """The run or asset the key made."""
     at: float
 
 
@@ -58,6 +60,7 @@ class SandboxState:
         self.rate_limit = config.rate_limit
         self.credits: dict[str, float | None] = {key: account.credits for key, account in config.keys.items()}
         self.runs: dict[str, Run] = {}
+        self.assets = AssetStore()
         self.requests: list[RecordedRequest] = []
         self.faults = Faults()
         self.started_at = now_ms()
@@ -105,6 +108,11 @@ class SandboxState:
             raise SandboxError(422, "idempotency_conflict")
         raise SandboxError(409, "idempotency_duplicate")
 
+    def remember(self, api_key: str, key: str | None, fingerprint: str, resource_id: str) -> None:
+        """Keep a key that made something, so that the same request again within the window is a duplicate."""
+        if key is not None:
+            self._remembered[(api_key, key)] = _Remembered(fingerprint, resource_id, time.monotonic())
+
     def check_credits(self, api_key: str, cost: float) -> None:
         balance = self.credits.get(api_key)
         if balance is not None and cost > balance + 1e-9:
@@ -141,8 +149,7 @@ class SandboxState:
         balance = self.credits.get(api_key)
         if balance is not None:
             self.credits[api_key] = round(balance - technique.run_cost, 9)
-        if idempotency_key is not None:
-            self._remembered[(api_key, idempotency_key)] = _Remembered(fingerprint, run_id, time.monotonic())
+        self.remember(api_key, idempotency_key, fingerprint, run_id)
         self.runs[run_id] = run
         fetcher = Fetcher(origin, self.files_dir, self.config.fetch_max_bytes, self.config.fetch_timeout)
         self.task_group.start_soon(self._execute, run, fetcher, self.files_dir)

@@ -12,6 +12,7 @@ import pytest
 from sandbox_support import Api, loopback_client
 
 from flora_mcp.sandbox import ROUTE_NAMES, Account, Faults, Sandbox, SandboxConfig, serve_sandbox
+from tests.media_support import png_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -171,6 +172,18 @@ def test_inject_refuses_nonsense(route: str, options: dict[str, object], problem
         Faults().inject(route, **options)  # type: ignore[arg-type]
 
 
+async def _every_asset_route(api: Api) -> None:
+    reserved = (await api.client.post("/assets", json={"source": "signed-url", "workspace_id": "ws_sandbox"})).json()
+    target = reserved["upload"]
+    async with loopback_client() as bucket:
+        files = {"file": ("a.png", png_bytes(), "image/png")}
+        assert (await bucket.post(target["url"], data=target["form_fields"], files=files)).status_code == 204
+    await api.client.post(f"/assets/{reserved['asset_id']}/complete")
+    await api.client.post(f"/assets/{reserved['asset_id']}/retry")
+    await api.client.get(f"/assets/{reserved['asset_id']}")
+    await api.client.get("/assets")
+
+
 def test_route_names_are_the_documented_ones() -> None:
     assert ROUTE_NAMES == (
         "list_techniques",
@@ -181,6 +194,12 @@ def test_route_names_are_the_documented_ones() -> None:
         "get_run",
         "list_workspaces",
         "list_technique_runs",
+        "create_asset",
+        "list_assets",
+        "get_asset",
+        "complete_asset",
+        "retry_asset",
+        "bucket_upload",
         "files",
     )
 
@@ -199,6 +218,7 @@ async def test_every_request_is_recorded_in_order_with_its_route(box: Sandbox, a
     await api.client.get("/workspaces")
     await api.client.get("/technique-runs")
     await api.client.get(run["outputs"][0]["url"])
+    await _every_asset_route(api)
     routes = [r.route for r in box.requests]
     assert routes[0] == "get_technique"
     assert routes[1:3] == ["list_techniques", "create_technique_run"]
