@@ -228,14 +228,15 @@ class FetchPolicy:
         return addresses
 
 
-def guarded_client(*, timeout: float, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+def guarded_client(*, timeout: float, verify: ssl.SSLContext | bool = True,
+                   transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     """An httpx client fit for `guarded_stream`: no redirects, no proxies from the environment, no pooling.
 
     A proxy would resolve the name itself, so the environment's proxies are not used; a pooled connection would let
-    a connection checked for one name serve another, so none is kept.
+    a connection checked for one name serve another, so none is kept. `transport` lets tests swap the network out.
     """
     return httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False, verify=verify,
-                             limits=httpx.Limits(max_keepalive_connections=0),
+                             limits=httpx.Limits(max_keepalive_connections=0), transport=transport,
                              headers={"User-Agent": f"flora-mcp/{__version__}"})
 
 

@@ -1,7 +1,9 @@
-"""The FLORA REST client: one httpx.AsyncClient, typed models, one exception tree, one retry policy."""
+"""The FLORA REST client: one httpx.AsyncClient, typed models, one exception tree, one retry policy, and uploads of
+files into FLORA's assets (`Assets`)."""
 
 from __future__ import annotations
 
+from flora_mcp.api.assets import Assets
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import (
     APIConnectionError,
@@ -11,8 +13,10 @@ from flora_mcp.api.errors import (
     APITimeoutError,
     FloraError,
     IdempotencyError,
+    UnsafeURLError,
+    UploadError,
 )
-from flora_mcp.api.models import Run, RunOutput, Technique, TechniqueIO
+from flora_mcp.api.models import Asset, Run, RunOutput, Technique, TechniqueIO, Workspace
 from flora_mcp.api.retry import RetryPolicy
 
 __all__ = [
@@ -21,6 +25,8 @@ __all__ = [
     "APIResponseError",
     "APIStatusError",
     "APITimeoutError",
+    "Asset",
+    "Assets",
     "FloraClient",
     "FloraError",
     "IdempotencyError",
@@ -29,4 +35,7 @@ __all__ = [
     "RunOutput",
     "Technique",
     "TechniqueIO",
+    "UnsafeURLError",
+    "UploadError",
+    "Workspace",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from flora_mcp._version import __version__
 from flora_mcp.api.errors import APIError, APIResponseError, error_from_response, map_transport_errors
-from flora_mcp.api.models import Run, Technique
+from flora_mcp.api.models import Run, Technique, Workspace
 from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.logs import add_secret
 
@@ -30,6 +30,8 @@ __all__ = [
 log = logging.getLogger("flora_mcp.api")
 
 M = TypeVar("M", bound=BaseModel)
+Send = Callable[[], Awaitable[httpx.Response]]
+"""One attempt of a request: called again, from scratch, for every retry."""
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds for one HTTP request to FLORA (each retry gets its own)."""
@@ -66,6 +68,9 @@ class FloraClient:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         add_secret(api_key)  # and with it the redaction of every log record, for library users too
+        self.timeout = timeout
+        self.transport = transport
+        """The transport FLORA is reached over; uploads to a storage bucket use it too (tests swap the network)."""
         self._http = httpx.AsyncClient(
             base_url=self.base_url + "/",
             timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
@@ -194,6 +199,15 @@ class FloraClient:
         items = _list_field(body, "technique_runs", endpoint=endpoint, request_id=rid)
         return [_parse(Run, item, endpoint=endpoint, request_id=rid) for item in items], _next_cursor(body)
 
+    # Workspaces -------------------------------------------------------------------------------------------------
+
+    async def list_workspaces(self) -> list[Workspace]:
+        """The workspaces this key can use (`GET /workspaces`, not paged)."""
+        endpoint = "GET /workspaces"
+        body, rid = await self._request("GET", "workspaces", endpoint=endpoint)
+        items = _list_field(body, "workspaces", endpoint=endpoint, request_id=rid)
+        return _parse_items(Workspace, items, endpoint=endpoint, request_id=rid)
+
     # Transport --------------------------------------------------------------------------------------------------
 
     def absolute(self, url: str) -> str:
@@ -221,14 +235,41 @@ class FloraClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         idempotency_key: str | None = None,
+        content: Callable[[], AsyncIterable[bytes]] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[Any, str | None]:
-        """The decoded JSON body and the request-id of one logical request, retried under the policy."""
-        idempotent = method == "GET" or idempotency_key is not None
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        """The decoded JSON body and the request-id of one logical request to FLORA, retried under the policy.
+
+        Args:
+            content: makes a fresh request body (an upload) for each attempt; `headers` then name its type and length.
+        """
+        sent = {**(headers or {}), **({"Idempotency-Key": idempotency_key} if idempotency_key else {})}
+
+        def send() -> Awaitable[httpx.Response]:
+            return self._http.request(method, url, params=params, json=json, headers=sent or None,
+                                      content=content() if content is not None else None)
+
+        return await self.send_retrying(send, endpoint=endpoint,
+                                        idempotent=method == "GET" or idempotency_key is not None)
+
+    async def send_retrying(
+        self, send: Send, *, endpoint: str, idempotent: bool, expect_json: bool = True
+    ) -> tuple[Any, str | None]:
+        """Send one logical request (`send` is one attempt) under the retry policy, translating every failure.
+
+        Args:
+            send: makes one attempt; also used for hosts other than FLORA (a storage bucket), on another client.
+            endpoint: names the request in errors and logs.
+            idempotent: whether sending it twice does no harm (a read, a keyed POST, an upload to one object).
+            expect_json: False for answers whose body does not matter (a bucket's empty 204).
+
+        Returns:
+            The decoded JSON body (None when not expected) and the request-id.
+        """
         attempt = 0
         while True:
             try:
-                return await self._attempt(method, url, endpoint=endpoint, params=params, json=json, headers=headers)
+                return await self._attempt(send, endpoint=endpoint, expect_json=expect_json)
             except APIError as exc:
                 if not self.retry.should_retry(exc, attempt=attempt, idempotent=idempotent):
                     raise
@@ -237,18 +278,9 @@ class FloraClient:
                 await anyio.sleep(wait)
                 attempt += 1
 
-    async def _attempt(
-        self,
-        method: str,
-        url: str,
-        *,
-        endpoint: str,
-        params: Mapping[str, Any] | None,
-        json: Any,
-        headers: Mapping[str, str] | None,
-    ) -> tuple[Any, str | None]:
+    async def _attempt(self, send: Send, *, endpoint: str, expect_json: bool) -> tuple[Any, str | None]:
         with map_transport_errors(endpoint):
-            response = await self._http.request(method, url, params=params, json=json, headers=headers)
+            response = await send()
         request_id = response.headers.get("request-id") or response.headers.get("x-request-id")
         if response.status_code >= 400 or response.status_code < 200:
             retry_after = self.retry.parse_retry_after(response.headers)
@@ -256,6 +288,8 @@ class FloraClient:
         if response.status_code >= 300:
             raise APIResponseError(f"{endpoint}: unexpected redirect (HTTP {response.status_code})",
                                    endpoint=endpoint, request_id=request_id)
+        if not expect_json:
+            return None, request_id
         try:
             return response.json(), request_id
         except ValueError:

@@ -6,6 +6,7 @@
         ├── APIConnectionError      no HTTP answer: refused, reset, dropped (`maybe_sent`: did FLORA get the request?)
         │   └── APITimeoutError     no answer within the per-request timeout
         ├── APIResponseError        an answer we cannot use: not JSON, a missing field, an unknown status
+        │   └── UnsafeURLError      it points where flora-mcp does not connect (an upload target on a private address)
         └── APIStatusError          FLORA's error envelope (or a non-2xx without one): status_code, code, fields
             ├── BadRequestError         400/422 input_validation_error, invalid_json
             ├── AuthenticationError     401 unauthorized, invalid_api_key
@@ -15,19 +16,25 @@
             ├── IdempotencyError        409 idempotency_duplicate, 422 idempotency_conflict: the run already exists
             ├── RateLimitError          429 rate_limited (retry_after)
             └── ServerError             5xx unknown_error, and any status we do not know
+    └── UploadError                 a file did not become a ready asset: refused before sending (`asset_id` None), or
+                                    FLORA failed it (`failure_message`), or it was still pending when the wait ended
 
-`error_from_response` is the one place an HTTP answer becomes an exception; `map_transport_errors` is the one place
-httpx's exceptions do. Decisions are made on FLORA's `error.code`, falling back to the HTTP status.
+`error_from_response` is the one place an HTTP answer becomes an exception (FLORA's envelope, or a storage bucket's
+XML `<Error>`); `map_transport_errors` is the one place httpx's exceptions and the fetch guard's refusals do.
+Decisions are made on FLORA's `error.code`, falling back to the HTTP status.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from xml.sax.saxutils import unescape
 
 import httpx
 
+from flora_mcp._fetch_guard import FetchRefused
 from flora_mcp.logs import redact
 
 __all__ = [
@@ -45,6 +52,8 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "UnsafeURLError",
+    "UploadError",
     "error_from_response",
     "map_transport_errors",
 ]
@@ -106,6 +115,12 @@ class APIResponseError(APIError):
     code = "malformed_response"
 
 
+class UnsafeURLError(APIResponseError):
+    """FLORA's answer names a URL that the fetch guard refuses to connect to; never retried."""
+
+    code = "unsafe_url"
+
+
 class APIStatusError(APIError):
     """FLORA answered with an error status."""
 
@@ -157,6 +172,19 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     """FLORA failed (5xx) or answered a status we do not know."""
+
+
+class UploadError(FloraError):
+    """A file did not become a ready asset. `asset_id` is None when nothing was sent (the file was refused here)."""
+
+    code = "upload_failed"
+
+    def __init__(self, message: str, *, asset_id: str | None = None, status: str | None = None,
+                 failure_message: str | None = None) -> None:
+        super().__init__(message)
+        self.asset_id = asset_id
+        self.status = status
+        self.failure_message = failure_message
 
 
 _CLASS_BY_CODE: dict[str, type[APIStatusError]] = {
@@ -238,7 +266,23 @@ def _class_for_status(status: int) -> type[APIStatusError]:
     return _CLASS_BY_CODE.get(code, ServerError) if code else ServerError
 
 
+_XML_CODE = re.compile(r"<Code>([^<]{1,100})</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]{0,500})</Message>")
+
+
+def _xml_error(response: httpx.Response) -> dict[str, Any] | None:
+    """A storage bucket's `<Error><Code>AccessDenied</Code><Message>...</Message></Error>` (S3 and its likes)."""
+    text = response.text[:4000]
+    code, message = _XML_CODE.search(text), _XML_MESSAGE.search(text)
+    if code is None:
+        return None
+    said = f"{unescape(code.group(1))}: {unescape(message.group(1))}" if message else unescape(code.group(1))
+    return {"code": None, "message": f"the upload target said {said}"}
+
+
 def _error_envelope(response: httpx.Response) -> dict[str, Any] | None:
+    if "xml" in response.headers.get("content-type", ""):
+        return _xml_error(response)
     try:
         body = response.json()
     except ValueError:
@@ -262,9 +306,12 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 
 @contextmanager
 def map_transport_errors(endpoint: str) -> Iterator[None]:
-    """Translate httpx's transport exceptions into APIConnectionError / APITimeoutError."""
+    """Translate httpx's transport exceptions into APIConnectionError / APITimeoutError, the guard's refusals into
+    UnsafeURLError."""
     try:
         yield
+    except FetchRefused as exc:
+        raise UnsafeURLError(f"{endpoint}: refused to connect: {exc}", endpoint=endpoint) from exc
     except httpx.TimeoutException as exc:
         maybe_sent = not isinstance(exc, _NOT_SENT)
         raise APITimeoutError(f"{endpoint}: no answer in time ({type(exc).__name__})", endpoint=endpoint,

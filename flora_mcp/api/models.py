@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RUN_STATUSES", "Run", "RunOutput", "Technique", "TechniqueIO"]
+__all__ = ["ASSET_STATUSES", "RUN_STATUSES", "Asset", "Run", "RunOutput", "Technique", "TechniqueIO", "UploadTarget",
+           "Workspace"]
 
 RUN_STATUSES: frozenset[str] = frozenset({"pending", "running", "completed", "failed"})
 _STATUS_SYNONYMS = {
@@ -143,3 +144,68 @@ class Run(_Model):
         """Whether the run has finished, completed or failed, and will not change again."""
         return self.status in TERMINAL_STATUSES
 
+
+
+class Workspace(_Model):
+    """A workspace the key can use: runs and assets belong to one."""
+
+    workspace_id: str = Field(validation_alias=AliasChoices("workspace_id", "workspaceId", "id"))
+    name: str = ""
+    role: str | None = None
+
+
+ASSET_STATUSES: frozenset[str] = frozenset({"pending_upload", "ready", "failed"})
+
+
+class UploadTarget(_Model):
+    """Where a signed upload's bytes go: a presigned POST form (every field, then the file part `file_field`)."""
+
+    url: str
+    method: str = "POST"
+    content_type: str = Field(default="multipart/form-data",
+                              validation_alias=AliasChoices("content_type", "contentType"))
+    file_field: str = Field(default="file", validation_alias=AliasChoices("file_field", "fileField"))
+    form_fields: dict[str, str] = Field(default_factory=dict,
+                                        validation_alias=AliasChoices("form_fields", "formFields", "fields"))
+
+    @field_validator("form_fields", mode="before")
+    @classmethod
+    def _fields_as_text(cls, value: Any) -> Any:
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+class Asset(_Model):
+    """A file in FLORA: `url` is set once `status` is `ready`; a signed reservation carries its upload target."""
+
+    asset_id: str = Field(validation_alias=AliasChoices("asset_id", "assetId", "id"))
+    status: str = "pending_upload"
+    url: str | None = None
+    uploaded_via: str | None = Field(default=None, validation_alias=AliasChoices("uploaded_via", "uploadedVia"))
+    workspace_id: str | None = Field(default=None, validation_alias=AliasChoices("workspace_id", "workspaceId"))
+    content_type: str | None = Field(default=None, validation_alias=AliasChoices("content_type", "contentType"))
+    size_bytes: int | None = Field(default=None, validation_alias=AliasChoices("size_bytes", "sizeBytes"))
+    width: int | None = None
+    height: int | None = None
+    name: str | None = None
+    failure_message: str | None = Field(default=None,
+                                        validation_alias=AliasChoices("failure_message", "failureMessage"))
+    expires_at: str | float | None = Field(default=None, validation_alias=AliasChoices("expires_at", "expiresAt"))
+    upload: UploadTarget | None = None
+    upload_url: str | None = Field(default=None, validation_alias=AliasChoices("upload_url", "uploadUrl"))
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _known_status(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        status = value.strip().lower()
+        return {"pending": "pending_upload", "uploading": "pending_upload", "processing": "pending_upload",
+                "error": "failed", "errored": "failed"}.get(status, status)
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == "ready" and bool(self.url)
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status == "failed"

@@ -1,8 +1,8 @@
 """`create_app`: the Starlette application of a sandbox, with its routes, error handling and lifespan.
 
 The lifespan owns a temporary directory, removed on exit, with two folders (`files`: samples, run outputs and ready
-assets, served at `/files/`; `bucket`: uploads not yet judged, never served) and the task group in which runs and uploads
-do their work; an app that is not started through its lifespan cannot run techniques or take assets.
+assets, served at `/files/`; `bucket`: uploads not yet judged, never served) and the task group in which runs and
+uploads do their work; an app that is not started through its lifespan cannot run techniques or take assets.
 """
 
 from __future__ import annotations
