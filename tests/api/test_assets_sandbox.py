@@ -17,8 +17,8 @@ from flora_mcp.api.errors import ServerError, UploadError
 from flora_mcp.api.models import Asset
 from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.sandbox import Account, Sandbox, SandboxConfig, serve_sandbox
-from tests.support import TEST_KEY, sandbox_config
 from tests.media_support import MB, jpeg_bytes, mp4_bytes, png_bytes, write
+from tests.support import TEST_KEY, sandbox_config
 
 pytestmark = pytest.mark.anyio
 
