@@ -51,6 +51,7 @@ class RecordedRequest:
     query: dict[str, str]
     api_key: str | None = field(repr=False)  # kept out of reprs so a failing test does not print a key
     idempotency_key: str | None
+    """The `Idempotency-Key` header as sent (None without one); a key in the JSON body is only in `body`."""
     body: Any | None
     status: int = 0
     request_id: str = ""

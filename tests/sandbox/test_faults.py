@@ -228,7 +228,7 @@ async def test_every_request_is_recorded_in_order_with_its_route(box: Sandbox, a
     assert listing.method == "GET" and listing.path == "/api/v1/techniques"
     create = box.requests_for("create_technique_run")[0]
     assert create.api_key == box.api_key
-    assert create.idempotency_key == "k1"
+    assert create.idempotency_key is None  # no header was sent: the key is in the body only
     assert create.body == {**SPLIT, "idempotency_key": "k1"}
     assert create.status == 200
     assert box.requests_for("create_run")[0].idempotency_key == "k2"
