@@ -40,7 +40,8 @@ def test_the_wheel_holds_the_package_its_type_marker_and_the_sandbox_and_nothing
     assert "flora_mcp/py.typed" in package
     # The sandbox draws its sample images at start-up from this module (there are no image files to forget).
     assert {"flora_mcp/sandbox/_samples.py", "flora_mcp/sandbox/__main__.py", "flora_mcp/sandbox/README.md"} <= package
-    assert names - package == {f"{DIST_INFO}/{n}" for n in ("METADATA", "WHEEL", "RECORD", "entry_points.txt")}
+    assert names - package == {f"{DIST_INFO}/{n}" for n in ("METADATA", "WHEEL", "RECORD", "entry_points.txt",
+                                                                 "licenses/LICENSE")}
     assert not any(n.startswith("tests/") or "/tests/" in n or n.endswith(".pyc") for n in names)
 
 
@@ -60,7 +61,7 @@ def test_the_sdist_holds_what_builds_the_wheel_and_no_tests_or_clients(dist: Dis
         names = {m.name.removeprefix(f"{top}/") for m in sdist.getmembers() if m.isfile()}
     package = {n for n in names if n.startswith("flora_mcp/")}
     assert package == {n for n in wheel_names(dist) if n.startswith("flora_mcp/")}
-    assert names - package == {"pyproject.toml", "README.md", "PKG-INFO", ".gitignore"}  # hatchling adds .gitignore
+    assert names - package == {"pyproject.toml", "README.md", "LICENSE", "PKG-INFO", ".gitignore"}  # hatchling adds .gitignore
 
 
 def test_the_installed_wheel_imports_from_its_venv_not_from_the_checkout(wheel_venv: Path, tmp_path: Path) -> None:
