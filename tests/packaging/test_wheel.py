@@ -61,7 +61,8 @@ def test_the_sdist_holds_what_builds_the_wheel_and_no_tests_or_clients(dist: Dis
         names = {m.name.removeprefix(f"{top}/") for m in sdist.getmembers() if m.isfile()}
     package = {n for n in names if n.startswith("flora_mcp/")}
     assert package == {n for n in wheel_names(dist) if n.startswith("flora_mcp/")}
-    assert names - package == {"pyproject.toml", "README.md", "LICENSE", "PKG-INFO", ".gitignore"}  # hatchling adds .gitignore
+    # hatchling adds .gitignore
+    assert names - package == {"pyproject.toml", "README.md", "LICENSE", "PKG-INFO", ".gitignore"}
 
 
 def test_the_installed_wheel_imports_from_its_venv_not_from_the_checkout(wheel_venv: Path, tmp_path: Path) -> None:
