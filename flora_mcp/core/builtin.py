@@ -1,22 +1,26 @@
-"""The tools flora-mcp adds beside the techniques: resume and list runs, spend, and the compact-mode trio."""
+"""The tools flora-mcp adds beside the techniques: their definitions, and the handlers of the run tools.
+
+`flora_get_run`, `flora_list_runs` and `flora_spend` are answered here (`call_run_tool`); the compact-mode trio is
+defined here and answered in core/compact.py. Their names are in core/tool_names.py.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flora_mcp.core.results import OUTPUT_SCHEMA
+from flora_mcp.api.models import Technique
+from flora_mcp.core.journal import JOURNAL_STATUSES
+from flora_mcp.core.results import OUTPUT_SCHEMA, ToolResult
+from flora_mcp.core.runs import ProgressCallback, RunManager
+from flora_mcp.core.tool_names import COMPACT_TOOLS, DESCRIBE, GET_RUN, LIST_RUNS, RUN, RUN_TOOLS, SEARCH, SPEND
+from flora_mcp.core.translator import CallPhase, informational, refusal
 
-__all__ = ["COMPACT_LIST_BUDGET", "COMPACT_TOOLS", "RUN_TOOLS", "compact_tools", "run_tools"]
+__all__ = ["COMPACT_LIST_BUDGET", "COMPACT_TOOLS", "RUN_TOOLS", "call_run_tool", "compact_tools", "run_tools"]
 
-GET_RUN = "flora_get_run"
-LIST_RUNS = "flora_list_runs"
-SPEND = "flora_spend"
-SEARCH = "flora_search_techniques"
-DESCRIBE = "flora_describe_technique"
-RUN = "flora_run_technique"
-
-RUN_STATUSES = ("pending", "running", "completed", "failed", "unknown", "error", "submitting")
-"""A journal entry's statuses, for flora_list_runs' filter (the compact form leaves out the fleeting last one)."""
+# flora_list_runs' filter; the compact form leaves out `submitting`, a status a row has for a moment only.
+_LISTED_STATUSES = list(JOURNAL_STATUSES)
+_COMPACT_LISTED_STATUSES = [s for s in JOURNAL_STATUSES if s != "submitting"]
 COMPACT_LIST_BUDGET = 2026
 """Bytes of the compact mode's whole tools/list result: the size of FLORA's own two-tool MCP server."""
 
@@ -54,7 +58,7 @@ def run_tools(max_wait: float, *, full_schemas: bool = True) -> list[dict[str, A
             "type": "object",
             "properties": {
                 "limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "At most this many."},
-                "status": {"type": "string", "enum": list(RUN_STATUSES)},
+                "status": {"type": "string", "enum": _LISTED_STATUSES},
             },
             "additionalProperties": False,
         },
@@ -91,7 +95,7 @@ def _compact_run_tools(max_wait: float) -> list[dict[str, Any]]:
             "name": LIST_RUNS,
             "description": "Recent runs, newest first: run_id, technique, status, cost.",
             "inputSchema": _object({"limit": {"type": "integer", "maximum": 100},
-                                    "status": {"type": "string", "enum": list(RUN_STATUSES[:-1])}}),
+                                    "status": {"type": "string", "enum": _COMPACT_LISTED_STATUSES}}),
             "annotations": _SHORT_READ_ONLY,
         },
         {
@@ -122,7 +126,7 @@ def compact_tools() -> list[dict[str, Any]]:
         {
             "name": RUN,
             "description": ("Run a technique (paid) with inputs {input_id: value}, media as URLs. Returns output "
-                            "URLs and cost; if status is running, call flora_get_run with run_id."),
+                            f"URLs and cost; if status is running, call {GET_RUN} with run_id."),
             "inputSchema": _object({"technique": {"type": "string"}, "inputs": {"type": "object"}},
                                    ["technique", "inputs"]),
             "annotations": _SHORT_PAID,
@@ -138,5 +142,39 @@ def _object(properties: dict[str, Any], required: list[str] | None = None) -> di
     return schema
 
 
-RUN_TOOLS = frozenset({GET_RUN, LIST_RUNS, SPEND})
-COMPACT_TOOLS = frozenset({SEARCH, DESCRIBE, RUN})
+# The run tools' handlers ---------------------------------------------------------------------------------------
+
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
+
+
+async def call_run_tool(name: str, args: dict[str, Any], runs: RunManager, *,
+                        technique_for: Callable[[str | None], Technique | None],
+                        progress: ProgressCallback | None, phase: CallPhase) -> ToolResult:
+    """Answer flora_get_run, flora_list_runs or flora_spend."""
+    if name == GET_RUN:
+        return await _get_run(args, runs, technique_for=technique_for, progress=progress, phase=phase)
+    if name == LIST_RUNS:
+        return _list_runs(args, runs)
+    spend = runs.spend()
+    return informational(SPEND, spend, session_spend=spend["session_spend"])
+
+
+async def _get_run(args: dict[str, Any], runs: RunManager, *, technique_for: Callable[[str | None], Technique | None],
+                   progress: ProgressCallback | None, phase: CallPhase) -> ToolResult:
+    run_id = args.get("run_id")
+    wait = args.get("wait_seconds")
+    if not isinstance(run_id, str) or not run_id.strip():
+        return refusal(GET_RUN, None, "run_id is required.")
+    if wait is not None and (not isinstance(wait, int | float) or isinstance(wait, bool) or wait < 0):
+        return refusal(GET_RUN, None, "wait_seconds must be a number >= 0.")
+    return await runs.resume(run_id.strip(), wait_seconds=wait, technique_for=technique_for, progress=progress,
+                             tool=GET_RUN, phase=phase)
+
+
+def _list_runs(args: dict[str, Any], runs: RunManager) -> ToolResult:
+    limit = args.get("limit", DEFAULT_LIST_LIMIT)
+    limit = min(max(int(limit), 1), MAX_LIST_LIMIT) if isinstance(limit, int | float) else DEFAULT_LIST_LIMIT
+    entries = runs.recent(limit=limit, status=args.get("status"))
+    rows = [{k: v for k, v in e.as_dict().items() if k != "inputs"} for e in entries]
+    return informational(LIST_RUNS, {"runs": rows, "count": len(rows)}, session_spend=round(runs.session_spend, 6))

@@ -21,6 +21,7 @@ from flora_mcp.api.client import SCHEMA_FETCH_CONCURRENCY, FloraClient
 from flora_mcp.api.errors import APIResponseError, NotFoundError, PermissionDeniedError
 from flora_mcp.api.models import Technique, TechniqueIO
 from flora_mcp.core.results import OUTPUT_SCHEMA, FieldError, format_usd
+from flora_mcp.core.tool_names import GET_RUN, RESERVED_NAMES
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -41,17 +42,12 @@ log = logging.getLogger("flora_mcp.core.catalog")
 MAX_TOOL_NAME = 48
 HASH_LEN = 6
 MAX_MULTIPLE_VALUES = 10
-URL_TYPES = frozenset({"imageUrl", "videoUrl", "audioUrl", "documentUrl", "image_url", "video_url", "audio_url",
-                       "document_url"})
-URL_SCHEMES = frozenset({"http", "https", "data"})
+# The media a URL input carries, and how descriptions name them; FLORA spells the type imageUrl or image_url.
 _KIND = {"image": "an image", "video": "a video", "audio": "an audio file", "document": "a document"}
+URL_TYPES = frozenset(spelling for kind in _KIND for spelling in (f"{kind}Url", f"{kind}_url"))
+URL_SCHEMES = frozenset({"http", "https", "data"})
 _INVALID = re.compile(r"[^a-z0-9_-]+")
 
-# Names of the tools flora-mcp adds itself; a technique never takes one of them.
-RESERVED_NAMES = frozenset({
-    "flora_get_run", "flora_list_runs", "flora_spend", "flora_search_techniques", "flora_describe_technique",
-    "flora_run_technique",
-})
 
 
 def tool_name_base(technique: Technique) -> str:
@@ -177,7 +173,7 @@ def tool_description(technique: Technique) -> str:
     if outputs:
         lines.append(f"Outputs: {outputs}.")
     lines.append(f"Costs {format_usd(technique.run_cost)} per run.")
-    lines.append("Waits for the run and returns output URLs; a long run returns a run_id for flora_get_run.")
+    lines.append(f"Waits for the run and returns output URLs; a long run returns a run_id for {GET_RUN}.")
     return "\n".join(lines)
 
 

@@ -3,6 +3,8 @@
 A row is written, keyed by the call's idempotency key, before the create request is sent; it gets its run id as soon
 as FLORA answers and its outputs and cost when the run ends. After a crash, a restart or a client that gave up, the run
 is still found by id. Rows belong to an account (a hash of base URL and key): one key never sees another's rows.
+
+`Journal` is the storage; the run lifecycle writes it only through `JournalWriter`, one method per event.
 """
 
 from __future__ import annotations
@@ -15,9 +17,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-__all__ = ["Journal", "JournalEntry"]
+from flora_mcp.api.errors import APIError
+from flora_mcp.api.models import Run, Technique
+
+__all__ = ["JOURNAL_STATUSES", "Journal", "JournalEntry", "JournalStatus", "JournalWriter"]
+
+JournalStatus = Literal["pending", "running", "completed", "failed", "unknown", "error", "submitting"]
+"""A row's status: FLORA's run status once there is a run; before, `submitting` (the create is about to leave),
+`unknown` (it left and may have made a run) or `error` (FLORA refused it)."""
+JOURNAL_STATUSES: tuple[JournalStatus, ...] = get_args(JournalStatus)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -117,7 +127,7 @@ class Journal:
         technique_name: str,
         inputs: Mapping[str, Any],
         run_cost: float | None,
-        status: str = "submitting",
+        status: JournalStatus = "submitting",
     ) -> None:
         """Write the row of a run about to be submitted."""
         now = time.time()
@@ -167,17 +177,13 @@ class Journal:
             rows = db.execute(query, params).fetchall()
         return [_entry(row) for row in rows]
 
-    def spend(self, account: str, *, since: float | None = None) -> list[dict[str, Any]]:
+    def spend(self, account: str) -> list[dict[str, Any]]:
         """Charged cost and run count per technique, largest spend first."""
-        query = ("SELECT technique_name, technique_slug, technique_id, COUNT(*) AS runs, "
-                 "COALESCE(SUM(charged_cost), 0) AS charged FROM runs WHERE account = ? AND run_id IS NOT NULL")
-        params: list[Any] = [account]
-        if since is not None:
-            query += " AND created_at >= ?"
-            params.append(since)
-        query += " GROUP BY technique_id ORDER BY charged DESC, technique_name"
         with self._locked() as db:
-            rows = db.execute(query, params).fetchall()
+            rows = db.execute(
+                "SELECT technique_name, technique_slug, technique_id, COUNT(*) AS runs, "
+                "COALESCE(SUM(charged_cost), 0) AS charged FROM runs WHERE account = ? AND run_id IS NOT NULL "
+                "GROUP BY technique_id ORDER BY charged DESC, technique_name", (account,)).fetchall()
         return [dict(row) for row in rows]
 
     def count(self, account: str | None = None) -> int:
@@ -186,6 +192,48 @@ class Journal:
             if account is None:
                 return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
             return int(db.execute("SELECT COUNT(*) FROM runs WHERE account = ?", (account,)).fetchone()[0])
+
+
+class JournalWriter:
+    """How the run lifecycle writes one account's journal: one method per event of a run, by idempotency key."""
+
+    def __init__(self, journal: Journal, account: str) -> None:
+        self.journal = journal
+        self.account = account
+
+    def submitting(self, key: str, tool: str, technique: Technique, inputs: Mapping[str, Any]) -> None:
+        """The create request is about to leave: the row exists before FLORA can make a run."""
+        self.journal.record(idempotency_key=key, account=self.account, tool=tool,
+                            technique_id=technique.technique_id, technique_slug=technique.slug,
+                            technique_name=technique.name, inputs=inputs, run_cost=technique.run_cost)
+
+    def created(self, key: str, run: Run) -> None:
+        """FLORA answered the create (or the run it made was recovered): the row gets its run id."""
+        self.journal.update(key, run_id=run.run_id, status=run.status, poll_url=run.poll_url, progress=run.progress)
+
+    def create_failed(self, key: str, exc: APIError, *, run_may_exist: bool) -> None:
+        """The create gave no run: `unknown` when one may exist all the same, else `error`."""
+        self.journal.update(key, status="unknown" if run_may_exist else "error", error_code=exc.code,
+                            error_message=exc.message)
+
+    def polled(self, key: str, run: Run) -> None:
+        """A poll saw the run in a new, not final, status."""
+        self.journal.update(key, status=run.status, progress=run.progress)
+
+    def finished(self, key: str, run: Run) -> None:
+        """The run ended: its outputs, or its error."""
+        self.journal.update(key, status=run.status, progress=run.progress,
+                            outputs=[o.model_dump() for o in run.outputs],
+                            error_code=run.error_code, error_message=run.error_message)
+
+    def charged(self, key: str, cost: float) -> None:
+        """FLORA reported what the run cost."""
+        self.journal.update(key, charged_cost=cost)
+
+    def charged_before(self, key: str) -> float | None:
+        """The cost already written for this run, if any (by this session or an earlier one)."""
+        entry = self.journal.get_by_key(key)
+        return entry.charged_cost if entry else None
 
 
 def _entry(row: sqlite3.Row) -> JournalEntry:

@@ -3,6 +3,9 @@
 One call makes one idempotency key before anything is sent and records the run in the journal before the create
 request leaves; the key is reused on every retry, and an "already used" answer is met by recovering the existing run,
 never by submitting again under a new key. Waiting stops after `max_wait` seconds with the run id in hand.
+
+The money is `SpendLedger`'s (core/budget.py), the journal is written through `JournalWriter`, one method per event,
+and the call's `CallPhase` is marked as creates leave and runs appear, for the translator to classify any failure.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -23,12 +25,13 @@ from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import APIError, IdempotencyError
 from flora_mcp.api.models import Run, Technique
 from flora_mcp.config import Settings
-from flora_mcp.core.builtin import GET_RUN
-from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, TechniqueTool, format_usd
-from flora_mcp.core.journal import Journal, JournalEntry
+from flora_mcp.core.budget import Reservation, SpendLedger
+from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, TechniqueTool
+from flora_mcp.core.journal import Journal, JournalEntry, JournalWriter
 from flora_mcp.core.polling import PollScheduler
 from flora_mcp.core.results import ToolResult
-from flora_mcp.core.translator import CallPhase, combined, cost_refusal, from_failure, from_run, refusal
+from flora_mcp.core.tool_names import GET_RUN
+from flora_mcp.core.translator import CallPhase, combined, from_failure, from_run, refusal
 
 __all__ = ["ProgressCallback", "RunManager", "account_id"]
 
@@ -66,22 +69,28 @@ class _Progress:
 
 
 class RunManager:
-    """Runs techniques for one FLORA account and keeps what the session has spent."""
+    """Runs techniques for one FLORA account: create once, wait, resume; the spend is in `ledger`."""
 
     def __init__(self, client: FloraClient, journal: Journal, settings: Settings, *, account: str) -> None:
         self.client = client
         self.journal = journal
         self.settings = settings
         self.account = account
-        self.session_spend = 0.0
-        # What the budget must still count besides session_spend: prices of calls checked but not yet submitted
-        # (_reserved), and prices of runs submitted but not charged yet (_holds, by idempotency key). A run is held
-        # until FLORA reports its charge or its end, so concurrent calls cannot spend the same dollars twice, and a
-        # run charged at creation is not counted twice.
-        self._reserved = 0.0
-        self._holds: dict[str, float] = {}
+        self.ledger = SpendLedger(max_cost_per_call=settings.max_cost_per_call,
+                                  session_budget=settings.session_budget)
+        self._record = JournalWriter(journal, account)
         self._stopping = False
         self._wait_scopes: set[anyio.CancelScope] = set()
+
+    @property
+    def session_spend(self) -> float:
+        """USD FLORA charged for this session's runs."""
+        return self.ledger.session_spend
+
+    @property
+    def held(self) -> float:
+        """USD the session budget counts besides what was charged: calls being submitted, runs not charged yet."""
+        return self.ledger.held
 
     # A technique call --------------------------------------------------------------------------------------------
 
@@ -108,38 +117,18 @@ class RunManager:
         if len(combos) > MAX_MULTIPLE_VALUES:
             return refusal(tool.name, technique, f"{len(combos)} runs requested; at most {MAX_MULTIPLE_VALUES} "
                            "per call")
-        price = None if technique.run_cost is None else technique.run_cost * len(combos)
-        over_cap = self._check_cost(tool.name, technique, price)
-        if over_cap is not None:
-            return over_cap
-        # Reserved in the same step as the check (no await between them): the whole call's price, before any run.
-        hold = _Hold(per_run=technique.run_cost or 0.0, left=price or 0.0)
-        self._reserved += hold.left
+        admitted = self.ledger.admit(tool.name, technique, len(combos))
+        if isinstance(admitted, ToolResult):
+            return admitted
         try:
             if len(combos) == 1:
-                return await self._run_one(tool, combos[0], _Progress(progress), hold, phase)
-            return await self._run_many(tool, combos, progress, hold, phase)
+                return await self._run_one(tool, combos[0], _Progress(progress), admitted, phase)
+            return await self._run_many(tool, combos, progress, admitted, phase)
         finally:
-            self._reserved -= hold.left
-
-    @property
-    def held(self) -> float:
-        """USD the session budget counts besides what was charged: calls being submitted, runs not charged yet."""
-        return self._reserved + sum(self._holds.values())
-
-    def _check_cost(self, tool: str, technique: Technique, price: float | None) -> ToolResult | None:
-        cap, budget = self.settings.max_cost_per_call, self.settings.session_budget
-        remaining = None if budget is None else max(budget - self.session_spend - self.held, 0.0)
-        if cap is not None and (price is None or price > cap + 1e-9):
-            return cost_refusal(tool, technique, price=price, cap_name="FLORA_MAX_COST_PER_CALL", cap=cap,
-                                remaining=remaining)
-        if budget is not None and remaining is not None and (price is None or price > remaining + 1e-9):
-            return cost_refusal(tool, technique, price=price, cap_name="FLORA_SESSION_BUDGET", cap=budget,
-                                remaining=remaining)
-        return None
+            self.ledger.close(admitted)
 
     async def _run_many(self, tool: TechniqueTool, combos: list[dict[str, str]],
-                        progress: ProgressCallback | None, hold: _Hold, phase: CallPhase) -> ToolResult:
+                        progress: ProgressCallback | None, reservation: Reservation, phase: CallPhase) -> ToolResult:
         results: list[ToolResult | None] = [None] * len(combos)
         shares = [0.0] * len(combos)
         overall = _Progress(progress)
@@ -149,7 +138,7 @@ class RunManager:
                 shares[index] = percent
                 await overall.report(sum(shares) / len(shares), f"{len(combos)} runs: {message}")
 
-            results[index] = await self._run_one(tool, inputs, _Progress(share), hold, phase.for_run())
+            results[index] = await self._run_one(tool, inputs, _Progress(share), reservation, phase.for_run())
 
         async with anyio.create_task_group() as tg:
             for index, inputs in enumerate(combos):
@@ -157,41 +146,33 @@ class RunManager:
         return combined(tool.name, [r for r in results if r is not None])
 
     async def _run_one(self, tool: TechniqueTool, inputs: dict[str, str], progress: _Progress,
-                       hold: _Hold | None, phase: CallPhase) -> ToolResult:
+                       reservation: Reservation, phase: CallPhase) -> ToolResult:
         technique = tool.technique
         key = f"flora-mcp-{uuid.uuid4().hex}"
-        self.journal.record(idempotency_key=key, account=self.account, tool=tool.name,
-                            technique_id=technique.technique_id, technique_slug=technique.slug,
-                            technique_name=technique.name, inputs=inputs, run_cost=technique.run_cost)
+        self._record.submitting(key, tool.name, technique, inputs)
         started = time.time()
         await progress.report(0.0, "submitting")
         run: Run | None = None
         failure: APIError | None = None
         # Shielded: once the request may be out, the client giving up must not cost us the run id.
         with anyio.CancelScope(shield=True):
-            if hold is not None:
-                share = min(hold.per_run, hold.left)
-                hold.left -= share
-                self._reserved -= share
-                self._holds[key] = share
+            self.ledger.hold(reservation, key)
             phase.sending()
             try:
                 run = await self.client.create_run(technique, inputs, idempotency_key=key,
                                                    workspace_id=self.settings.workspace_id)
             except IdempotencyError as exc:
                 run = await self._recover(tool, key, started, exc)
-                failure = exc if run is None else None
+                failure = exc
             except APIError as exc:
-                self.journal.update(key, status="unknown" if exc.outcome_unknown else "error", error_code=exc.code,
-                                    error_message=exc.message)
+                self._record.create_failed(key, exc, run_may_exist=exc.outcome_unknown)
                 if not exc.outcome_unknown:
                     phase.nothing_created()
-                    self._holds.pop(key, None)  # FLORA refused it: nothing was charged
+                    self.ledger.release(key)  # FLORA refused it: nothing was charged
                 failure = exc
             if run is not None:
                 phase.created(run.run_id)
-                self.journal.update(key, run_id=run.run_id, status=run.status, poll_url=run.poll_url,
-                                    progress=run.progress)
+                self._record.created(key, run)
                 self._charge(key, run)
         if run is None:
             assert failure is not None  # a create either returns its run or raises
@@ -209,7 +190,7 @@ class RunManager:
             log.warning("recovery lookup failed: %s", lookup.message)
             found = None
         if found is None:
-            self.journal.update(key, status="unknown", error_code=exc.code, error_message=exc.message)
+            self._record.create_failed(key, exc, run_may_exist=True)
         return found
 
     async def _find_submitted_run(self, technique: Technique, key: str, started: float) -> Run | None:
@@ -225,16 +206,9 @@ class RunManager:
         return None
 
     def _charge(self, key: str, run: Run) -> None:
-        if run.charged_cost is not None:
-            self._holds.pop(key, None)
-        entry = self.journal.get_by_key(key)
-        already = entry.charged_cost if entry else None
-        if run.charged_cost is not None and already is None:
-            self.session_spend += run.charged_cost
-            self.journal.update(key, charged_cost=run.charged_cost)
-        elif run.charged_cost is not None and already is not None and run.charged_cost != already:
-            self.session_spend += run.charged_cost - already
-            self.journal.update(key, charged_cost=run.charged_cost)
+        if self.ledger.charge(key, run.charged_cost, already=self._record.charged_before(key)):
+            assert run.charged_cost is not None  # charge() says True only for a reported cost
+            self._record.charged(key, run.charged_cost)
 
     # Waiting ---------------------------------------------------------------------------------------------------
 
@@ -259,7 +233,7 @@ class RunManager:
                 poll_url = run.poll_url or poll_url
                 scheduler.observe(anyio.current_time(), run.progress)
                 if key and run.status != last_status and not run.is_terminal:
-                    self.journal.update(key, status=run.status, progress=run.progress)
+                    self._record.polled(key, run)
                 last_status = run.status
                 await progress.report(run.progress, run.status)
                 if run.is_terminal:
@@ -295,14 +269,12 @@ class RunManager:
 
     def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None) -> ToolResult:
         if key:
-            self._holds.pop(key, None)
-            self.journal.update(key, status=run.status, progress=run.progress,
-                                outputs=[o.model_dump() for o in run.outputs],
-                                error_code=run.error_code, error_message=run.error_message)
+            self.ledger.release(key)
+            self._record.finished(key, run)
             self._charge(key, run)
         return from_run(tool, run, technique)
 
-    # Resuming -------------------------------------------------------------------------------------------------
+    # Resuming, and what the journal says -----------------------------------------------------------------------
 
     async def resume(self, run_id: str, *, wait_seconds: float | None = None,
                      technique_for: Callable[[str | None], Technique | None] = lambda _: None,
@@ -325,7 +297,7 @@ class RunManager:
             technique = technique_for(run.technique_id)
         key = entry.idempotency_key if entry else None
         if key:
-            self.journal.update(key, status=run.status, progress=run.progress)
+            self._record.polled(key, run)
         wait = self.settings.max_wait if wait_seconds is None else min(max(wait_seconds, 0.0), self.settings.max_wait)
         reporter = _Progress(progress)
         if run.is_terminal or wait <= 0:
@@ -338,25 +310,12 @@ class RunManager:
         return result
 
     def recent(self, limit: int = 20, status: str | None = None) -> list[JournalEntry]:
+        """This account's latest journal entries, newest first."""
         return self.journal.recent(self.account, limit=limit, status=status)
 
     def spend(self) -> dict[str, Any]:
-        rows = self.journal.spend(self.account)
-        return {"session_spend": round(self.session_spend, 6),
-                "held": round(self.held, 6),
-                "total_charged": round(sum(r["charged"] for r in rows), 6),
-                "by_technique": rows,
-                "caps": {"max_cost_per_call": self.settings.max_cost_per_call,
-                         "session_budget": self.settings.session_budget},
-                "summary": f"This session spent {format_usd(self.session_spend)}."}
-
-
-@dataclass
-class _Hold:
-    """The price of one call's runs, reserved at the cost check and handed to each run as it is submitted."""
-
-    per_run: float
-    left: float
+        """The session's spend, holds and caps, and the all-time spend per technique."""
+        return self.ledger.report(self.journal.spend(self.account))
 
 
 def _expand(args: Mapping[str, Any]) -> list[dict[str, str]]:

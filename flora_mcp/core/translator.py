@@ -30,8 +30,8 @@ from flora_mcp.api.errors import (
     IdempotencyError,
 )
 from flora_mcp.api.models import Run, Technique
-from flora_mcp.core.builtin import GET_RUN, LIST_RUNS
 from flora_mcp.core.results import FieldError, OutputFile, TechniqueRef, ToolResult, format_usd
+from flora_mcp.core.tool_names import GET_RUN, LIST_RUNS
 
 __all__ = [
     "CallPhase",

@@ -18,6 +18,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler
 
 from flora_mcp._version import __version__
+from flora_mcp.core.tool_names import GET_RUN
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.core.translator import CallPhase, from_failure
 from flora_mcp.server.notifications import ToolListNotifier
@@ -31,7 +32,7 @@ ToolkitResolver = Callable[[ServerRequestContext[Any]], Awaitable[Toolkit]]
 
 INSTRUCTIONS = (
     "Each FLORA technique is a tool: call it once with its inputs (URLs for media) and it waits for the run and "
-    "returns the output URLs and the cost. Runs are paid. If a result says status running, call flora_get_run with "
+    f"returns the output URLs and the cost. Runs are paid. If a result says status running, call {GET_RUN} with "
     "its run_id instead of calling the technique again."
 )
 RUN_URI = "flora://runs/{run_id}"

@@ -49,8 +49,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.methods import serialize_server_result
 
-from flora_mcp.core import builtin as bt
 from flora_mcp.core.results import ToolResult
+from flora_mcp.core.tool_names import GET_RUN, RUN
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.core.translator import CallPhase, cancelled_task, from_failure
 
@@ -203,7 +203,7 @@ async def _until_the_run_ends(toolkit: Toolkit, name: str, result: ToolResult,
     """Keep waiting while the run goes on: a task has no client timeout to beat, only FLORA_RUN_TIMEOUT."""
     with anyio.move_on_after(toolkit.settings.run_timeout):
         while result.status in ("running", "pending") and result.run_id and not result.runs:
-            resumed = await toolkit.call(bt.GET_RUN, {"run_id": result.run_id}, progress=progress)
+            resumed = await toolkit.call(GET_RUN, {"run_id": result.run_id}, progress=progress)
             result = resumed.model_copy(update={"tool": name})
     return result
 
@@ -253,7 +253,7 @@ def install_tasks(server: Server[Any], resolve: Resolver) -> Server[Any]:
 
     def task_capable(toolkit: Toolkit, name: str) -> bool:
         catalog = toolkit.catalog
-        return name == bt.RUN or catalog.get(name) is not None
+        return name == RUN or catalog.get(name) is not None
 
     async def middleware(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
         if ctx.method == "initialize":
