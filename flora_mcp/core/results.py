@@ -1,25 +1,34 @@
 """The result of a tool call, shared by the MCP server and the library API.
 
-`ToolResult` is what `Toolkit.call` returns; `to_call_tool_result` turns it into the MCP `CallToolResult` (text for the
-model, `structuredContent` matching `OUTPUT_SCHEMA`, `isError`). Everything the agent needs is in both: status, run id,
-output URLs, cost, and the next step.
+`ToolResult` is what `Toolkit.call` returns (core/translator.py makes every one); `to_call_tool_result` turns it into
+the MCP `CallToolResult` (text for the model, `structuredContent` matching `OUTPUT_SCHEMA`, `isError`). Everything the
+agent needs is in both: status, run id, output URLs, cost, and the next step. `OUTPUT_SCHEMA` is derived from the model.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from flora_mcp.core.tool_names import GET_RUN
 
 if TYPE_CHECKING:
     import mcp.types
 
-__all__ = ["OUTPUT_SCHEMA", "FieldError", "OutputFile", "RunStatus", "TechniqueRef", "ToolResult", "format_usd"]
+__all__ = ["ERROR_STATUSES", "OUTPUT_SCHEMA", "RESULT_STATUSES", "FieldError", "OutputFile", "ResultStatus",
+           "TechniqueRef", "ToolResult", "format_usd"]
 
-# `invalid`: refused before anything reached FLORA; `error`: FLORA or the network answered with an error;
-# `running`/`pending`: the call stopped waiting, the run goes on; `timed_out`: FLORA_RUN_TIMEOUT passed.
-RunStatus = Literal["pending", "running", "completed", "failed", "timed_out", "invalid", "error"]
-ERROR_STATUSES: frozenset[str] = frozenset({"failed", "invalid", "error"})
+ResultStatus = Literal["invalid", "error", "failed", "timed_out", "running", "pending", "completed"]
+"""A result's status, worst first (a call of several runs takes its worst one's). FLORA's four run statuses, and:
+`invalid`: refused before anything reached FLORA; `error`: FLORA or the network answered with an error, or the call
+failed with a run's outcome unknown; `timed_out`: FLORA_RUN_TIMEOUT passed. `running`/`pending`: the call stopped
+waiting, the run goes on."""
+RESULT_STATUSES: tuple[ResultStatus, ...] = get_args(ResultStatus)
+ERROR_STATUSES: frozenset[ResultStatus] = frozenset({"invalid", "error", "failed"})
+"""The statuses of a call that failed: MCP's `isError`."""
+# Left out of `structuredContent` when empty, so that a plain result stays short.
+_OMITTED_WHEN_EMPTY = ("error_fields", "runs")
 
 
 def format_usd(amount: float | None) -> str:
@@ -54,25 +63,37 @@ class FieldError(BaseModel):
 
 
 class ToolResult(BaseModel):
-    """What one tool call produced, for the MCP server and for library users alike."""
+    """What one tool call produced, for the MCP server and for library users alike.
+
+    A field's `description` goes into `OUTPUT_SCHEMA`, which every technique tool carries in tools/list: only the few
+    an agent needs; the rest are said in attribute docstrings, for library readers.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    tool: str = Field(description="The tool that was called.")
-    status: RunStatus
-    run_id: str | None = None
+    tool: str
+    """The tool that was called."""
+    status: ResultStatus = Field(
+        description=f"completed: outputs are ready. running/pending: call {GET_RUN} with run_id.")
+    run_id: str | None = Field(default=None, description=f"FLORA run id; pass it to {GET_RUN}.")
     technique: TechniqueRef | None = None
     outputs: list[OutputFile] = Field(default_factory=list)
-    charged_cost: float | None = None
-    progress: float | None = Field(default=None, description="0-100.")
+    charged_cost: float | None = Field(default=None, description="USD charged for this run.")
+    progress: float | None = None
+    """0-100."""
     error_code: str | None = None
     error_message: str | None = None
     error_fields: list[FieldError] = Field(default_factory=list)
     request_id: str | None = None
-    next_step: str | None = Field(default=None, description="What the agent should do now.")
+    """FLORA's request-id of the failed request, for its support."""
+    next_step: str | None = None
+    """What the agent should do now."""
     session_spend: float | None = None
-    runs: list[ToolResult] = Field(default_factory=list, description="Per-value results of a multiple-value call.")
-    data: dict[str, Any] | None = Field(default=None, description="Payload of the informational tools.")
+    """USD this session has spent so far."""
+    runs: list[ToolResult] = Field(default_factory=list)
+    """Per-value results of a multiple-value call."""
+    data: dict[str, Any] | None = None
+    """Payload of the informational tools (flora_list_runs, flora_spend, search, describe)."""
 
     @property
     def is_error(self) -> bool:
@@ -82,7 +103,7 @@ class ToolResult(BaseModel):
     def structured(self) -> dict[str, Any]:
         """The `structuredContent` form: JSON-ready, empty and unset fields left out."""
         data = self.model_dump(mode="json", exclude_none=True, exclude={"tool"})
-        for name in ("error_fields", "runs"):
+        for name in _OMITTED_WHEN_EMPTY:
             if not data.get(name):
                 data.pop(name, None)
         return data
@@ -129,52 +150,43 @@ class ToolResult(BaseModel):
         return types.CallToolResult(content=content, structured_content=self.structured(), is_error=self.is_error)
 
 
-_OUTPUT = {
-    "type": "object",
-    "properties": {
-        "output_id": {"type": "string"},
-        "type": {"type": "string"},
-        "url": {"type": "string"},
-    },
-    "required": ["output_id", "type", "url"],
-}
+def _output_schema() -> dict[str, Any]:
+    """`ToolResult`'s JSON Schema as clients take it best: flat (no `$ref`), `X | None` as X (a None is left out of
+    `structuredContent`, never sent as null), no titles or defaults, without `tool` (left out too), and required what
+    `structured()` always sends. A nested result (`runs`) is an object, not expanded again."""
+    schema = ToolResult.model_json_schema()
+    defs: dict[str, Any] = schema.get("$defs", {})
 
-OUTPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "status": {
-            "type": "string",
-            "enum": ["pending", "running", "completed", "failed", "timed_out", "invalid", "error"],
-            "description": "completed: outputs are ready. running/pending: call flora_get_run with run_id.",
-        },
-        "run_id": {"type": "string", "description": "FLORA run id; pass it to flora_get_run."},
-        "technique": {
-            "type": "object",
-            "properties": {
-                "technique_id": {"type": "string"},
-                "slug": {"type": "string"},
-                "name": {"type": "string"},
-            },
-            "required": ["technique_id", "name"],
-        },
-        "outputs": {"type": "array", "items": _OUTPUT},
-        "charged_cost": {"type": "number", "description": "USD charged for this run."},
-        "progress": {"type": "number"},
-        "error_code": {"type": "string"},
-        "error_message": {"type": "string"},
-        "error_fields": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-                "required": ["field", "message"],
-            },
-        },
-        "request_id": {"type": "string"},
-        "next_step": {"type": "string"},
-        "session_spend": {"type": "number"},
-        "runs": {"type": "array", "items": {"type": "object"}},
-        "data": {"type": "object"},
-    },
-    "required": ["status", "outputs"],
-}
+    def flat(node: Any) -> Any:
+        if isinstance(node, list):
+            return [flat(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[-1]
+            # A nested model's own docstring is for library readers, like the attribute docstrings.
+            inner = {"type": "object"} if name == ToolResult.__name__ else flat(
+                {k: v for k, v in defs[name].items() if k != "description"})
+            return {**inner, **flat({k: v for k, v in node.items() if k != "$ref"})}
+        if "anyOf" in node:
+            options = [option for option in node["anyOf"] if option != {"type": "null"}]
+            if len(options) == 1:
+                return {**flat(options[0]), **flat({k: v for k, v in node.items() if k != "anyOf"})}
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "properties":
+                out[key] = {name: flat(sub) for name, sub in value.items()}
+            elif key not in ("title", "default", "$defs") and not (key == "additionalProperties" and value is True):
+                out[key] = flat(value)
+        return out
+
+    root = defs.get(ToolResult.__name__, schema)  # a model that nests itself is all in $defs, the root a $ref
+    properties = flat(root)["properties"]
+    del properties["tool"]
+    fields = ToolResult.model_fields
+    required = [name for name in properties if fields[name].is_required() or (
+        name not in _OMITTED_WHEN_EMPTY and fields[name].default_factory is not None)]
+    return {"type": "object", "properties": properties, "required": required}
+
+
+OUTPUT_SCHEMA: dict[str, Any] = _output_schema()

@@ -30,7 +30,7 @@ from flora_mcp.api.errors import (
     IdempotencyError,
 )
 from flora_mcp.api.models import Run, Technique
-from flora_mcp.core.results import FieldError, OutputFile, TechniqueRef, ToolResult, format_usd
+from flora_mcp.core.results import RESULT_STATUSES, FieldError, OutputFile, TechniqueRef, ToolResult, format_usd
 from flora_mcp.core.tool_names import GET_RUN, LIST_RUNS
 
 __all__ = [
@@ -129,16 +129,13 @@ def from_run(tool: str, run: Run, technique: Technique | None, *, timed_out: boo
     return result
 
 
-_WORST_FIRST = ("invalid", "error", "failed", "timed_out", "running", "pending", "completed")
-
-
 def combined(tool: str, results: Sequence[ToolResult]) -> ToolResult:
     """One result for the runs of a multiple-value call: the worst status, every output, the summed cost."""
     statuses = {r.status for r in results}
     costs = [r.charged_cost for r in results if r.charged_cost is not None]
     pending = [r.run_id for r in results if r.status in ("running", "pending") and r.run_id]
     return ToolResult(
-        tool=tool, status=next(s for s in _WORST_FIRST if s in statuses),
+        tool=tool, status=next(s for s in RESULT_STATUSES if s in statuses),  # the worst
         technique=results[0].technique,
         outputs=[OutputFile(**o.model_dump()) for r in results for o in r.outputs],
         charged_cost=round(sum(costs), 6) if costs else None,
