@@ -7,14 +7,16 @@ know in `model_extra` rather than failing.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ASSET_STATUSES", "RUN_STATUSES", "Asset", "Run", "RunOutput", "Technique", "TechniqueIO", "UploadTarget",
+__all__ = ["ASSET_STATUSES", "RUN_STATUSES", "Asset", "RunStatus", "Run", "RunOutput", "Technique", "TechniqueIO", "UploadTarget",
            "Workspace"]
 
-RUN_STATUSES: frozenset[str] = frozenset({"pending", "running", "completed", "failed"})
+RunStatus = Literal["pending", "running", "completed", "failed"]
+"""FLORA's run statuses: every other layer's status vocabulary builds on these."""
+RUN_STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 _STATUS_SYNONYMS = {
     "queued": "pending", "created": "pending", "submitted": "pending",
     "in_progress": "running", "processing": "running", "started": "running",
@@ -96,7 +98,7 @@ class Run(_Model):
     """A run, from a create or retrieve answer. `progress` is normalized to 0-100."""
 
     run_id: str = Field(validation_alias=AliasChoices("run_id", "runId", "id"))
-    status: Literal["pending", "running", "completed", "failed"] = "pending"
+    status: RunStatus = "pending"
     progress: float | None = None
     created_at: float | None = Field(default=None, validation_alias=AliasChoices("created_at", "createdAt"))
     started_at: float | None = Field(default=None, validation_alias=AliasChoices("started_at", "startedAt"))

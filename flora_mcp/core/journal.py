@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from flora_mcp.api.errors import APIError
-from flora_mcp.api.models import Run, Technique
+from flora_mcp.api.models import Run, RunStatus, Technique
 
 __all__ = ["JOURNAL_STATUSES", "Journal", "JournalEntry", "JournalStatus", "JournalWriter"]
 
-JournalStatus = Literal["pending", "running", "completed", "failed", "unknown", "error", "submitting"]
+JournalStatus = Literal[RunStatus, "unknown", "error", "submitting"]
 """A row's status: FLORA's run status once there is a run; before, `submitting` (the create is about to leave),
 `unknown` (it left and may have made a run) or `error` (FLORA refused it)."""
 JOURNAL_STATUSES: tuple[JournalStatus, ...] = get_args(JournalStatus)
