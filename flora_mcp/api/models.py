@@ -11,8 +11,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ASSET_STATUSES", "RUN_STATUSES", "Asset", "RunStatus", "Run", "RunOutput", "Technique", "TechniqueIO", "UploadTarget",
-           "Workspace"]
+__all__ = ["ASSET_STATUSES", "RUN_STATUSES", "Asset", "Run", "RunOutput", "RunStatus", "Technique", "TechniqueIO",
+           "UploadTarget", "Workspace"]
 
 RunStatus = Literal["pending", "running", "completed", "failed"]
 """FLORA's run statuses: every other layer's status vocabulary builds on these."""
