@@ -15,12 +15,13 @@ import re
 import sys
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["REDACTED", "REDACTED_LOGGERS", "RedactingFilter", "add_secret", "configure_logging", "install_redaction",
-           "redact", "redact_record"]
+           "redact", "redact_record", "redact_value"]
 
 REDACTED = "[redacted]"
+T = TypeVar("T")
 
 # Anything shaped like a FLORA key is hidden even if nobody registered it; registered secrets (bearer tokens, keys
 # of other shapes) are kept in a bounded set, since a hosted server meets a new key with every user.
@@ -57,6 +58,17 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
     return KEY_PATTERN.sub(REDACTED, text)
+
+
+def redact_value(value: T) -> T:
+    """`value` with `redact` applied to every string in it, through dicts, lists and tuples (keys included)."""
+    if isinstance(value, str):
+        return redact(value)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {redact_value(k): redact_value(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, list | tuple):
+        return type(value)(redact_value(v) for v in value)
+    return value
 
 
 def redact_record(record: logging.LogRecord) -> None:

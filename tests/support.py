@@ -6,6 +6,8 @@
   written to disk (`server_env`), plus pointed at a sandbox (`sandbox_env`).
 - Readers of the sandbox's request log (`posts`, `polls`): what reached FLORA, by either route.
 - A hand-written `http.server` answering in a thread for a block (`serve_in_thread`), for what the sandbox cannot be.
+- Faults the sandbox cannot make: a disk that fills up under the journal (`FullDisk`), a server SIGKILLed while its
+  create request is in flight (`kill_during_create`, `kill_processes_with`).
 
 The fixtures built on these (`sandbox`, `toolkit`, `anyio_backend`) are in conftest.py.
 """
@@ -13,11 +15,14 @@ The fixtures built on these (`sandbox`, `toolkit`, `anyio_backend`) are in conft
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import sys
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from socketserver import BaseServer
 from typing import IO, Any
 
@@ -113,3 +118,69 @@ def serve_in_thread(server: BaseServer) -> Iterator[None]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class FullDisk:
+    """A journal connection on a disk that fills up: every write after the first `allowed` ones raises `error`.
+
+    Put in place of a `Journal`'s connection (`journal._db`); reads go through untouched.
+    """
+
+    def __init__(self, inner: sqlite3.Connection, *, allowed: int, error: BaseException) -> None:
+        self.inner = inner
+        self.allowed = allowed
+        self.error = error
+        self.failed = 0
+
+    def execute(self, sql: str, *params: Any) -> Any:
+        if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            if self.allowed <= 0:
+                self.failed += 1
+                raise self.error
+            self.allowed -= 1
+        return self.inner.execute(sql, *params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def kill_processes_with(marker: str) -> int:
+    """SIGKILL every process whose environment names `marker` (a journal path of the test's own); how many."""
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in environ:
+            os.kill(int(entry.name), signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+async def kill_during_create(box: Sandbox, env: dict[str, str], tool: str, arguments: dict[str, Any]) -> str:
+    """Start `python -m flora_mcp` on `env` (whose FLORA_JOURNAL is a file), call `tool`, and SIGKILL the server once
+    FLORA has made the run and before its answer arrives (a stall after the handler); the id of the run it made."""
+    journal = env["FLORA_JOURNAL"]
+    before = len(box.runs)
+    box.faults.inject(route="create_technique_run", kind="stall", seconds=60.0, when="after")
+    async with stdio_session([], env) as (session, _), anyio.create_task_group() as tg:
+
+        async def doomed_call() -> None:
+            try:
+                await session.call_tool(tool, arguments)
+            except Exception:  # the server dies under it: "Connection closed"
+                return
+
+        tg.start_soon(doomed_call)
+        with anyio.fail_after(STDIO_START_TIMEOUT):
+            while len(box.runs) == before:
+                await anyio.sleep(0.02)
+        [create] = box.requests_for("create_technique_run")[-1:]
+        assert create.status == 0, "the create was answered before the kill"
+        assert kill_processes_with(journal) == 1
+        tg.cancel_scope.cancel()
+    box.faults.clear()
+    return box.runs[-1].run_id

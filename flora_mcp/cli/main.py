@@ -126,6 +126,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(130) from None
     except StartupError as exc:
         _fail(str(exc), 1)
+    except BaseExceptionGroup as group:
+        # Raised inside a task group (the embedded sandbox's, with --sandbox): the one line, not the group's traceback.
+        startup = _startup_error_in(group)
+        if startup is None:
+            raise
+        _fail(str(startup), 1)
+
+
+def _startup_error_in(group: BaseExceptionGroup[BaseException]) -> StartupError | None:
+    for exc in group.exceptions:
+        found = _startup_error_in(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if isinstance(found, StartupError):
+            return found
+    return None
 
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:

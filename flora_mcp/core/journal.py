@@ -5,29 +5,43 @@ as FLORA answers and its outputs and cost when the run ends. After a crash, a re
 is still found by id. Rows belong to an account (a hash of base URL and key): one key never sees another's rows.
 
 `Journal` is the storage; the run lifecycle writes it only through `JournalWriter`, one method per event.
+
+The file holds inputs and output URLs: it is created 0600, in a 0700 folder when flora-mcp makes the folder. A file
+that cannot be opened (not a database, read-only, a folder) raises `JournalError`, one line naming the file and the
+fix. A journal whose writes start failing (a full disk) never fails a call: it goes on in memory, with every row it
+could still read, after one warning. Every text written passes the log redaction: no key reaches the file.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
-from flora_mcp.api.errors import APIError
+from flora_mcp.api.errors import APIError, FloraError
 from flora_mcp.api.models import Run, RunStatus, Technique
+from flora_mcp.logs import redact, redact_value
 
-__all__ = ["JOURNAL_STATUSES", "Journal", "JournalEntry", "JournalStatus", "JournalWriter"]
+__all__ = ["JOURNAL_STATUSES", "Journal", "JournalEntry", "JournalError", "JournalStatus", "JournalWriter"]
+
+log = logging.getLogger("flora_mcp.core.journal")
 
 JournalStatus = Literal[RunStatus, "unknown", "error", "submitting"]
 """A row's status: FLORA's run status once there is a run; before, `submitting` (the create is about to leave),
 `unknown` (it left and may have made a run) or `error` (FLORA refused it)."""
 JOURNAL_STATUSES: tuple[JournalStatus, ...] = get_args(JournalStatus)
+
+T = TypeVar("T")
+MEMORY = ":memory:"
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -87,34 +101,63 @@ _UPDATABLE = frozenset({"run_id", "status", "progress", "outputs", "charged_cost
                         "error_message"})
 
 
+class JournalError(FloraError):
+    """The journal file cannot be opened; the message names the file and what to do."""
+
+    code = "journal_error"
+
+
 class Journal:
-    """A SQLite run journal (`:memory:` for one that lives as long as the process)."""
+    """A SQLite run journal (`:memory:` for one that lives as long as the process).
+
+    Raises:
+        JournalError: the file cannot be opened as a journal.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        if path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path if path == ":memory:" else str(Path(path).expanduser()),
-                                   check_same_thread=False, isolation_level=None, timeout=10.0)
-        self._db.row_factory = sqlite3.Row
+        self.in_memory = path == MEMORY
+        """Whether the rows live in memory only: asked for, or since the file could not be written."""
         self._lock = threading.Lock()
-        with self._locked() as db:
-            if path != ":memory:":
-                # WAL with synchronous=NORMAL: a commit survives the process dying (the crash the journal is for)
-                # without an fsync per write, which at 100 calls in flight cost ~150 ms per call on the event loop.
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
+        self._db = _connect_memory() if self.in_memory else _connect_file(Path(path).expanduser())
 
-    @contextmanager
-    def _locked(self) -> Iterator[sqlite3.Connection]:
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` on the database, under the lock; on a file that fails, once more on the memory it falls back to."""
         with self._lock:
-            yield self._db
+            try:
+                return work(self._db)
+            except (sqlite3.Error, OSError) as exc:
+                if self.in_memory or not _storage_failure(exc):
+                    raise
+                self._fall_back_to_memory(exc)
+            return work(self._db)
+
+    def _fall_back_to_memory(self, exc: BaseException) -> None:
+        memory = _connect_memory()
+        try:
+            rows = self._db.execute("SELECT * FROM runs").fetchall()
+        except (sqlite3.Error, OSError):
+            rows = []
+        for row in rows:
+            names = list(row.keys())
+            memory.execute(f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                           tuple(row))
+        try:
+            self._db.close()
+        except (sqlite3.Error, OSError):
+            pass
+        self._db, self.in_memory = memory, True
+        log.warning("cannot write the run journal %s (%s): keeping runs in memory from now on, with the %d rows it "
+                    "had; they are lost when flora-mcp stops. Free space or fix the file, then restart.",
+                    self.path, exc, len(rows))
 
     def close(self) -> None:
         """Close the database."""
-        with self._locked() as db:
-            db.close()
+        with self._lock:
+            try:
+                self._db.close()
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("closing the run journal %s: %s", self.path, exc)
 
     def record(
         self,
@@ -131,37 +174,36 @@ class Journal:
     ) -> None:
         """Write the row of a run about to be submitted."""
         now = time.time()
-        with self._locked() as db:
-            db.execute(
-                "INSERT INTO runs (idempotency_key, account, tool, technique_id, technique_slug, technique_name, "
-                "status, inputs, run_cost, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (idempotency_key, account, tool, technique_id, technique_slug, technique_name, status,
-                 json.dumps(dict(inputs)), run_cost, now, now),
-            )
+        values = (idempotency_key, account, redact(tool), technique_id, technique_slug, redact(technique_name), status,
+                  json.dumps(redact_value(dict(inputs))), run_cost, now, now)
+        self._run(lambda db: db.execute(
+            "INSERT INTO runs (idempotency_key, account, tool, technique_id, technique_slug, technique_name, "
+            "status, inputs, run_cost, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", values))
 
     def update(self, idempotency_key: str, **fields: Any) -> None:
         """Set some of run_id, status, progress, outputs, charged_cost, poll_url, error_code, error_message."""
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"not journal fields: {sorted(unknown)}")
+        fields = redact_value(fields)
         if "outputs" in fields:
             fields["outputs"] = json.dumps(fields["outputs"])
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._locked() as db:
-            db.execute(f"UPDATE runs SET {assignments}, updated_at = ? WHERE idempotency_key = ?",
-                       (*fields.values(), time.time(), idempotency_key))
+        values = (*fields.values(), time.time(), idempotency_key)
+        self._run(lambda db: db.execute(f"UPDATE runs SET {assignments}, updated_at = ? WHERE idempotency_key = ?",
+                                        values))
 
     def get(self, account: str, run_id: str) -> JournalEntry | None:
         """The latest entry of one account's run, or None."""
-        with self._locked() as db:
-            row = db.execute("SELECT * FROM runs WHERE account = ? AND run_id = ? ORDER BY created_at DESC LIMIT 1",
-                             (account, run_id)).fetchone()
+        row = self._run(lambda db: db.execute(
+            "SELECT * FROM runs WHERE account = ? AND run_id = ? ORDER BY created_at DESC LIMIT 1",
+            (account, run_id)).fetchone())
         return _entry(row) if row else None
 
     def get_by_key(self, idempotency_key: str) -> JournalEntry | None:
         """The entry recorded under an idempotency key, or None."""
-        with self._locked() as db:
-            row = db.execute("SELECT * FROM runs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+        row = self._run(lambda db: db.execute("SELECT * FROM runs WHERE idempotency_key = ?",
+                                              (idempotency_key,)).fetchone())
         return _entry(row) if row else None
 
     def recent(self, account: str, *, limit: int = 20, status: str | None = None) -> list[JournalEntry]:
@@ -173,25 +215,23 @@ class Journal:
             params.append(status)
         query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
         params.append(limit)
-        with self._locked() as db:
-            rows = db.execute(query, params).fetchall()
+        rows = self._run(lambda db: db.execute(query, params).fetchall())
         return [_entry(row) for row in rows]
 
     def spend(self, account: str) -> list[dict[str, Any]]:
         """Charged cost and run count per technique, largest spend first."""
-        with self._locked() as db:
-            rows = db.execute(
-                "SELECT technique_name, technique_slug, technique_id, COUNT(*) AS runs, "
-                "COALESCE(SUM(charged_cost), 0) AS charged FROM runs WHERE account = ? AND run_id IS NOT NULL "
-                "GROUP BY technique_id ORDER BY charged DESC, technique_name", (account,)).fetchall()
+        rows = self._run(lambda db: db.execute(
+            "SELECT technique_name, technique_slug, technique_id, COUNT(*) AS runs, "
+            "COALESCE(SUM(charged_cost), 0) AS charged FROM runs WHERE account = ? AND run_id IS NOT NULL "
+            "GROUP BY technique_id ORDER BY charged DESC, technique_name", (account,)).fetchall())
         return [dict(row) for row in rows]
 
     def count(self, account: str | None = None) -> int:
         """How many entries the journal holds, for one account or for all."""
-        with self._locked() as db:
-            if account is None:
-                return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
-            return int(db.execute("SELECT COUNT(*) FROM runs WHERE account = ?", (account,)).fetchone()[0])
+        if account is None:
+            return int(self._run(lambda db: db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]))
+        return int(self._run(lambda db: db.execute("SELECT COUNT(*) FROM runs WHERE account = ?",
+                                                   (account,)).fetchone()[0]))
 
 
 class JournalWriter:
@@ -241,3 +281,69 @@ def _entry(row: sqlite3.Row) -> JournalEntry:
     data["inputs"] = json.loads(data["inputs"] or "{}")
     data["outputs"] = json.loads(data["outputs"] or "[]")
     return JournalEntry(**data)
+
+
+def _connect_memory() -> sqlite3.Connection:
+    db = sqlite3.connect(MEMORY, check_same_thread=False, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.executescript(_SCHEMA)
+    return db
+
+
+def _connect_file(path: Path) -> sqlite3.Connection:
+    """The journal file, made private and opened; JournalError with one line when it cannot be."""
+    try:
+        _make_private(path)
+        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10.0)
+    except (sqlite3.Error, OSError) as exc:
+        raise JournalError(_cannot_open(path, exc)) from None
+    try:
+        db.row_factory = sqlite3.Row
+        # WAL with synchronous=NORMAL: a commit survives the process dying (the crash the journal is for) without
+        # an fsync per write, which at 100 calls in flight cost ~150 ms per call on the event loop. SQLite gives the
+        # -wal and -shm files the mode of the database file.
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+    except (sqlite3.Error, OSError) as exc:
+        db.close()
+        raise JournalError(_cannot_open(path, exc)) from None
+    return db
+
+
+def _make_private(path: Path) -> None:
+    """Create the folder 0700 (when it is missing) and the file 0600; an existing file of ours is made 0600."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=FOLDER_MODE)
+    if path.is_dir():
+        raise IsADirectoryError(21, "it is a folder", str(path))
+    fd = os.open(path, os.O_CREAT | os.O_RDONLY, FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o077 and os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    # SQLite opens a read-only file without a word and fails at the first write: that would be a paid run's.
+    for where in (path, path.parent):
+        if not os.access(where, os.W_OK):
+            raise PermissionError(13, f"{'the file' if where == path else 'its folder'} is read-only", str(where))
+
+
+def _cannot_open(path: Path, exc: BaseException) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    text = reason.lower()
+    if "not a database" in text or "malformed" in text:
+        fix = "it is not a journal or it is damaged: move it aside"
+    elif "readonly" in text or "read-only" in text or "permission" in text:
+        fix = "flora-mcp may not write it: make it writable"
+    else:
+        fix = "check that its folder exists and can be written"
+    return (f"cannot open the run journal {path}: {reason}; {fix}, or set FLORA_JOURNAL to another file "
+            f"({MEMORY} keeps runs only while flora-mcp runs)")
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """Whether the file failed us (full, unwritable, damaged), rather than flora-mcp misusing it."""
+    if isinstance(exc, OSError):
+        return True
+    return type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)

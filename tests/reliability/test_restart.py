@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import anyio
 import pytest
 
 from flora_mcp.sandbox import serve_sandbox
-from tests.support import TEST_KEY, sandbox_config, server_env, stdio_session
-
-
-def kill_processes_with(marker: str) -> int:
-    """SIGKILL every process whose command line or environment names `marker`; how many were killed."""
-    killed = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in environ:
-            os.kill(int(entry.name), signal.SIGKILL)
-            killed += 1
-    return killed
+from tests.support import TEST_KEY, kill_processes_with, sandbox_config, server_env, stdio_session
 
 
 @pytest.mark.anyio
