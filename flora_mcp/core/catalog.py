@@ -201,7 +201,9 @@ class TechniqueTool:
                 "idempotentHint": False,
                 "openWorldHint": True,
             },
-            "_meta": {"technique_id": technique.technique_id, "slug": technique.slug, "run_cost": technique.run_cost},
+            # No nulls: the 2026-07-28 wire drops them from `_meta`, and both eras must list the same tool.
+            "_meta": {key: value for key, value in (("technique_id", technique.technique_id),
+                      ("slug", technique.slug), ("run_cost", technique.run_cost)) if value is not None},
         }
         return cls(name=name, technique=technique, definition=definition)
 

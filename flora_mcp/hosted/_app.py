@@ -91,7 +91,7 @@ class HostedApp:
         self.stateless = stateless
         self.draining = False
         self.in_flight = InFlight()
-        self.server = create_server(self._resolve)
+        self.server = create_server(self._resolve, known_toolkit=lambda: pool.shared)
         self.server.middleware.append(self.in_flight)
         self.sessions = QuotaSessionManager(app=self.server, stateless=stateless, security_settings=security,
                                             quota=self.quota)

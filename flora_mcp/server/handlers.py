@@ -18,9 +18,10 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler
 
 from flora_mcp._version import __version__
-from flora_mcp.core.tool_names import GET_RUN
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.core.translator import CallPhase, from_failure
+from flora_mcp.server import identity
+from flora_mcp.server.identity import INSTRUCTIONS
 from flora_mcp.server.notifications import ToolListNotifier
 from flora_mcp.server.tasks import install_tasks
 
@@ -30,37 +31,52 @@ log = logging.getLogger("flora_mcp.server.handlers")
 
 ToolkitResolver = Callable[[ServerRequestContext[Any]], Awaitable[Toolkit]]
 
-INSTRUCTIONS = (
-    "Each FLORA technique is a tool: call it once with its inputs (URLs for media) and it waits for the run and "
-    f"returns the output URLs and the cost. Runs are paid. If a result says status running, call {GET_RUN} with "
-    "its run_id instead of calling the technique again."
-)
 RUN_URI = "flora://runs/{run_id}"
 SPEND_URI = "flora://spend"
 
 
-def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None = None) -> Server[Any]:
+def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None = None,
+                  known_toolkit: Callable[[], Toolkit | None] | None = None) -> Server[Any]:
     """The MCP server for the toolkit(s) that `resolve` hands out.
 
     Args:
         resolve: the toolkit of a request.
         notifier: remembers which clients use which toolkit, to tell them when its tools change (see
             `flora_mcp.core.refresh`); its bus feeds `subscriptions/listen`. A private one by default.
+        known_toolkit: the toolkit that serves every request, when there is one (stdio, a hosted server's own
+            key): its catalog answers the input-schema lookups of 2026 HTTP calls without listing the tools.
     """
     # Per toolkit, and gone with it: a hosted server builds one toolkit per user key.
-    tool_cache: weakref.WeakKeyDictionary[Toolkit, tuple[object, list[types.Tool]]] = weakref.WeakKeyDictionary()
+    tool_cache: weakref.WeakKeyDictionary[Toolkit, _Listed] = weakref.WeakKeyDictionary()
     notifier = notifier or ToolListNotifier()
+
+    def listed(toolkit: Toolkit, definitions: list[dict[str, Any]]) -> _Listed:
+        cached = tool_cache.get(toolkit)
+        if cached is None or cached.definitions is not definitions:
+            cached = tool_cache[toolkit] = _Listed(definitions)
+        return cached
 
     async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                          ) -> types.ListToolsResult:
         toolkit = await resolve(ctx)
         notifier.remember(ctx, toolkit)
-        definitions = await toolkit.wait_for_tool_definitions()
-        cached = tool_cache.get(toolkit)
-        if cached is None or cached[0] is not definitions:
-            cached = (definitions, [types.Tool.model_validate(d) for d in definitions])
-            tool_cache[toolkit] = cached
-        return types.ListToolsResult(tools=cached[1])
+        cached = listed(toolkit, await toolkit.wait_for_tool_definitions())
+        return types.ListToolsResult(tools=cached.tools, ttl_ms=identity.tools_list_ttl_ms(toolkit.settings),
+                                     cache_scope="private")
+
+    def input_schema(name: str) -> dict[str, Any] | None:
+        """A tool's input schema for the SDK's `Mcp-Param-*` checks of a 2026 HTTP `tools/call`, without running
+        `tools/list` (a 1,000-tool list per call otherwise). None when unknown: the SDK then checks nothing, which
+        is all there is to check, as no flora-mcp schema declares `x-mcp-header`."""
+        toolkit = known_toolkit() if known_toolkit is not None else None
+        catalog = toolkit.loader.current if toolkit is not None else None
+        tool = catalog.get(name) if catalog is not None else None
+        if tool is not None:
+            return tool.input_schema
+        for cached in list(tool_cache.values()):
+            if name in cached.schemas:
+                return cached.schemas[name]
+        return None
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         try:
@@ -112,10 +128,15 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
             uri=uri, mime_type="application/json", text=json.dumps(body, indent=2))])
 
     server = Server(
-        "flora-mcp",
+        identity.NAME,
         version=__version__,
-        title="FLORA",
+        title=identity.TITLE,
+        description=identity.DESCRIPTION,
         instructions=INSTRUCTIONS,
+        website_url=identity.WEBSITE,
+        icons=identity.icons(),
+        cache_hints=identity.cache_hints(),
+        get_tool_input_schema=input_schema,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
         on_list_resources=list_resources,
@@ -125,3 +146,12 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
     )
     # MCP tasks for clients that negotiate them, when FLORA_TASKS is on (see flora_mcp.server.tasks).
     return install_tasks(server, resolve)
+
+
+class _Listed:
+    """One toolkit's tool definitions as MCP `Tool`s, and each tool's input schema by name."""
+
+    def __init__(self, definitions: list[dict[str, Any]]) -> None:
+        self.definitions = definitions
+        self.tools = [types.Tool.model_validate(d) for d in definitions]
+        self.schemas: dict[str, dict[str, Any]] = {d["name"]: d["inputSchema"] for d in definitions}

@@ -81,7 +81,7 @@ async def serve_stdio(settings: Settings) -> None:
                 return toolkit
 
             notifier = ToolListNotifier()
-            server = create_server(resolve, notifier=notifier)
+            server = create_server(resolve, notifier=notifier, known_toolkit=lambda: toolkit)
             async with stdio_server() as (read, write):
                 await server.run(read, write, server.create_initialization_options(
                     NotificationOptions(tools_changed=True, resources_changed=True)))
