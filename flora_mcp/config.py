@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     max_cost_per_call: float | None = Field(default=None, ge=0, description="Refuse a call costing more (USD).")
     session_budget: float | None = Field(default=None, ge=0,
                                          description="Refuse calls once this session would spend more (USD).")
+    confirm_above: float | None = Field(
+        default=None, ge=0, description="Ask the person before a call costing more (USD; 0: every paid call).")
+    state_keys: SecretStr | None = Field(
+        default=None, json_schema_extra=NOT_A_FLAG,
+        description="Comma-separated secrets (32+ bytes each) sealing 2026 confirmation state; replicas share them.")
     preview: bool = Field(default=False, description="Attach small previews of image outputs.")
     tasks: bool = Field(default=False, description="Offer MCP tasks to clients that negotiate them (experimental).")
 
@@ -88,6 +93,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("state_keys")
+    @classmethod
+    def _keys_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        keys = [k.strip() for k in (value.get_secret_value() if value else "").split(",") if k.strip()]
+        if any(len(k.encode()) < 32 for k in keys):
+            raise ValueError("each key must be at least 32 bytes of secret randomness (python -c \"import secrets; "
+                             "print(secrets.token_hex(32))\")")
+        return value
 
     @field_validator("log_level")
     @classmethod

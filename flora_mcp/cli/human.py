@@ -9,7 +9,9 @@ Exit codes:
     1: the run failed, FLORA or the network answered an error, the run was still going when flora-mcp stopped
        waiting, an output could not be saved, the catalog could not be loaded, or flora-mcp failed unexpectedly.
     2: invalid usage or arguments: an unknown technique, a malformed KEY=VALUE, inputs the technique's schema
-       rejects, or a call refused by FLORA_MAX_COST_PER_CALL / FLORA_SESSION_BUDGET. Nothing was submitted.
+       rejects, a call refused by FLORA_MAX_COST_PER_CALL / FLORA_SESSION_BUDGET, or a price the person did not
+       accept (FLORA_CONFIRM_ABOVE: answered no at the y/N prompt, or no terminal to ask and no --yes). Nothing was
+       submitted.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from rich.table import Table
 
 from flora_mcp.config import Settings
 from flora_mcp.core.catalog import URL_TYPES, TechniqueTool, format_usd
+from flora_mcp.core.confirm import Answer, Confirmation
 from flora_mcp.core.previews import FetchRefused, open_output
 from flora_mcp.core.results import ToolResult
 
@@ -94,7 +97,10 @@ async def run_command(command: str, settings: Settings, args: argparse.Namespace
         if command == "describe":
             describe(out, tool)
             return EXIT_OK
-        result = await _call_with_progress(toolkit, tool, inputs, err)
+        result = await _call_with_progress(toolkit, tool, inputs, err, assume_yes=bool(getattr(args, "yes", False)))
+        if result.error_code == "confirmation_unavailable":
+            err.print("flora-mcp: stdin is not a terminal, so nobody can be asked to accept the price; pass --yes to "
+                      "accept it.")
         saved: list[Path] = []
         download_failed = False
         if args.download and result.status == "completed":
@@ -112,13 +118,16 @@ async def run_command(command: str, settings: Settings, args: argparse.Namespace
         return exit_code(result)
 
 
-_USAGE_CODES = frozenset({"invalid_arguments", "cost_cap_exceeded", "unknown_tool", "unknown_technique"})
+_USAGE_CODES = frozenset({"invalid_arguments", "cost_cap_exceeded", "unknown_tool", "unknown_technique",
+                          "confirmation_unavailable"})
 
 
 def exit_code(result: ToolResult) -> int:
-    """0 for a completed run, 2 for a call refused as given before anything was sent, 1 for everything else."""
+    """0 for a completed run, 2 for a call refused as given (or declined) before anything was sent, 1 otherwise."""
     if result.status == "completed":
         return EXIT_OK
+    if result.status == "declined":
+        return EXIT_USAGE
     if result.status == "invalid" and result.error_code in _USAGE_CODES:
         return EXIT_USAGE
     return EXIT_FAILED
@@ -200,7 +209,8 @@ def describe(console: Console, tool: TechniqueTool) -> None:
 # run ------------------------------------------------------------------------------------------------------------
 
 
-async def _call_with_progress(toolkit: Any, tool: TechniqueTool, inputs: dict[str, Any], err: Console) -> ToolResult:
+async def _call_with_progress(toolkit: Any, tool: TechniqueTool, inputs: dict[str, Any], err: Console, *,
+                              assume_yes: bool) -> ToolResult:
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as bar:
@@ -209,10 +219,31 @@ async def _call_with_progress(toolkit: Any, tool: TechniqueTool, inputs: dict[st
         async def progress(percent: float, message: str) -> None:
             bar.update(task, completed=percent, description=f"{tool.name}: {escape(message)}")
 
-        result: ToolResult = await toolkit.call(tool.name, inputs, progress=progress)
+        async def confirm(confirmation: Confirmation) -> Answer:
+            if assume_yes:
+                return "accept"
+            if not sys.stdin.isatty():
+                return "unavailable"
+            bar.stop()  # the prompt, not a spinner, holds the terminal while the person decides
+            try:
+                return await anyio.to_thread.run_sync(ask_at_terminal, err, confirmation)
+            finally:
+                bar.start()
+
+        result: ToolResult = await toolkit.call(tool.name, inputs, progress=progress, confirm=confirm)
         if result.status == "completed":
             bar.update(task, completed=100.0, description=f"{tool.name}: completed")
     return result
+
+
+def ask_at_terminal(console: Console, confirmation: Confirmation) -> Answer:
+    """The y/N prompt (no by default); end of input cancels."""
+    console.print(escape(confirmation.message()))
+    try:
+        reply = console.input(escape(f"{confirmation.question} [y/N] "))
+    except (EOFError, KeyboardInterrupt):
+        return "cancel"
+    return "accept" if reply.strip().lower() in ("y", "yes") else "decline"
 
 
 def show_result(console: Console, result: ToolResult, saved: list[Path]) -> None:

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("inputs", nargs="*", metavar="KEY=VALUE", help="Inputs; repeat a key for several values.")
     run.add_argument("--download", metavar="DIR", help="Save the outputs into DIR.")
     run.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    run.add_argument("--yes", "-y", action="store_true",
+                     help="Accept the price without asking (when FLORA_CONFIRM_ABOVE would ask).")
     return parser
 
 

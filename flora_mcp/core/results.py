@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 __all__ = ["ERROR_STATUSES", "OUTPUT_SCHEMA", "RESULT_STATUSES", "FieldError", "OutputFile", "ResultStatus",
            "TechniqueRef", "ToolResult", "format_usd"]
 
-ResultStatus = Literal["invalid", "error", "failed", "timed_out", "running", "pending", "completed"]
+ResultStatus = Literal["invalid", "declined", "error", "failed", "timed_out", "running", "pending", "completed"]
 """A result's status, worst first (a call of several runs takes its worst one's). FLORA's four run statuses, and:
-`invalid`: refused before anything reached FLORA; `error`: FLORA or the network answered with an error, or the call
-failed with a run's outcome unknown; `timed_out`: FLORA_RUN_TIMEOUT passed. `running`/`pending`: the call stopped
-waiting, the run goes on."""
+`invalid`: refused before anything reached FLORA; `declined`: the person said no to the call's price, nothing was
+sent (not an error); `error`: FLORA or the network answered with an error, or the call failed with a run's outcome
+unknown; `timed_out`: FLORA_RUN_TIMEOUT passed. `running`/`pending`: the call stopped waiting, the run goes on."""
 RESULT_STATUSES: tuple[ResultStatus, ...] = get_args(ResultStatus)
 ERROR_STATUSES: frozenset[ResultStatus] = frozenset({"invalid", "error", "failed"})
 """The statuses of a call that failed: MCP's `isError`."""
@@ -74,7 +74,8 @@ class ToolResult(BaseModel):
     tool: str
     """The tool that was called."""
     status: ResultStatus = Field(
-        description=f"completed: outputs are ready. running/pending: call {GET_RUN} with run_id.")
+        description=f"completed: outputs are ready. running/pending: call {GET_RUN} with run_id. "
+                    "declined: nothing spent.")
     run_id: str | None = Field(default=None, description=f"FLORA run id; pass it to {GET_RUN}.")
     technique: TechniqueRef | None = None
     outputs: list[OutputFile] = Field(default_factory=list)
@@ -121,6 +122,8 @@ class ToolResult(BaseModel):
             lines.append(f"{name}: stopped waiting for run {self.run_id}; it may still finish on FLORA.")
         elif self.status == "failed":
             lines.append(f"{name}: run {self.run_id} failed: {self.error_code}: {self.error_message}")
+        elif self.status == "declined":
+            lines.append(f"{name}: not run. {self.error_message}")
         else:
             lines.append(f"{name}: {self.error_code or 'error'}: {self.error_message or 'the call failed'}")
             if self.run_id:

@@ -28,6 +28,8 @@ from flora_mcp.api.models import Run, Technique
 from flora_mcp.config import Settings
 from flora_mcp.core.budget import Reservation, SpendLedger
 from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, TechniqueTool
+from flora_mcp.core.confirm import Confirmer
+from flora_mcp.core.confirm import gate as confirm_gate
 from flora_mcp.core.journal import Journal, JournalEntry, JournalWriter
 from flora_mcp.core.polling import PollScheduler
 from flora_mcp.core.results import ToolResult
@@ -96,17 +98,19 @@ class RunManager:
     # A technique call --------------------------------------------------------------------------------------------
 
     async def run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
-                       *, progress: ProgressCallback | None = None, phase: CallPhase | None = None) -> ToolResult:
-        """Validate, cap, submit and wait for one technique call (one run per value of a multiple input).
+                       *, progress: ProgressCallback | None = None, phase: CallPhase | None = None,
+                       confirm: Confirmer | None = None) -> ToolResult:
+        """Validate, cap, confirm, submit and wait for one technique call (one run per value of a multiple input).
 
         `phase` is marked as create requests leave and runs appear, for the caller to classify a failure by.
+        `confirm` asks the person when FLORA_CONFIRM_ABOVE says the call needs it (core/confirm.py).
         """
-        result = await self._run_tool(tool, arguments, progress, phase or CallPhase())
+        result = await self._run_tool(tool, arguments, progress, phase or CallPhase(), confirm)
         result.session_spend = round(self.session_spend, 6)
         return result
 
     async def _run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
-                        progress: ProgressCallback | None, phase: CallPhase) -> ToolResult:
+                        progress: ProgressCallback | None, phase: CallPhase, confirm: Confirmer | None) -> ToolResult:
         technique = tool.technique
         args = tool.normalize(arguments)
         problems = tool.validate(args)
@@ -122,6 +126,11 @@ class RunManager:
         if isinstance(admitted, ToolResult):
             return admitted
         try:
+            # After the caps (a refused call is not worth asking about), before anything is sent; held meanwhile.
+            stopped = await confirm_gate(self.settings.confirm_above, tool.name, technique, args, len(combos),
+                                         self.session_spend, confirm)
+            if stopped is not None:
+                return stopped
             if len(combos) == 1:
                 return await self._run_one(tool, combos[0], _Progress(progress), admitted, phase)
             return await self._run_many(tool, combos, progress, admitted, phase)

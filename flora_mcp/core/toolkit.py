@@ -24,6 +24,7 @@ from flora_mcp.core.builtin import call_run_tool
 from flora_mcp.core.cache import CatalogCache
 from flora_mcp.core.catalog import Catalog
 from flora_mcp.core.compact import call_compact_tool
+from flora_mcp.core.confirm import Confirmer
 from flora_mcp.core.journal import Journal
 from flora_mcp.core.loading import COMPACT_THRESHOLD, CatalogLoader, catalog_cache_for
 from flora_mcp.core.results import ToolResult
@@ -162,7 +163,8 @@ class Toolkit:
     # Calls -------------------------------------------------------------------------------------------------------
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None, *,
-                   progress: ProgressCallback | None = None, phase: CallPhase | None = None) -> ToolResult:
+                   progress: ProgressCallback | None = None, phase: CallPhase | None = None,
+                   confirm: Confirmer | None = None) -> ToolResult:
         """Execute one tool call; never raises for a failed call: the result says what went wrong.
 
         Args:
@@ -171,29 +173,32 @@ class Toolkit:
             progress: awaited with (percent 0-100, message) while the call waits for its run.
             phase: for a caller that wraps more work around the call (MCP tasks): marked as the call's create
                 requests leave and its runs appear, so that a later failure is classified by it too.
+            confirm: asks the person before a call FLORA_CONFIRM_ABOVE says needs it (see `flora_mcp.core.confirm`);
+                without it such a call is refused, never run unasked.
 
         Returns:
             The ToolResult: status, run id, outputs, cost, error and next step.
         """
         phase = phase or CallPhase()
         try:
-            return await self._dispatch(name, dict(arguments or {}), progress, phase)
+            return await self._dispatch(name, dict(arguments or {}), progress, phase, confirm)
         except Exception as exc:
             return from_failure(name, exc, phase)
 
     async def _dispatch(self, name: str, args: dict[str, Any], progress: ProgressCallback | None,
-                        phase: CallPhase) -> ToolResult:
+                        phase: CallPhase, confirm: Confirmer | None) -> ToolResult:
         catalog = await self.wait_for_catalog()
         if name in RUN_TOOLS:
             return await call_run_tool(name, args, self.runs, technique_for=self._technique_by_id,
                                        progress=progress, phase=phase)
         if name in COMPACT_TOOLS:
-            return await call_compact_tool(name, args, catalog, self.runs, progress=progress, phase=phase)
+            return await call_compact_tool(name, args, catalog, self.runs, progress=progress, phase=phase,
+                                           confirm=confirm)
         tool = catalog.get(name)
         if tool is None:
             return refusal(name, None, f"There is no tool named {name!r}.", code="unknown_tool",
                            next_step="List the tools again; the catalog may have changed.")
-        return await self.runs.run_tool(tool, args, progress=progress, phase=phase)
+        return await self.runs.run_tool(tool, args, progress=progress, phase=phase, confirm=confirm)
 
     def _technique_by_id(self, technique_id: str | None) -> Technique | None:
         catalog = self.loader.current

@@ -5,6 +5,8 @@ so an exception raised anywhere (FLORA's or a bug of ours) is judged by the same
 
     what is known                                        status    error_code                          run_id
     flora-mcp refused the call (arguments, caps, tool)   invalid   invalid_arguments, cost_cap_...     -
+    the person said no to its price (core/confirm.py)    declined  confirmation_declined|_cancelled    -
+    it needs a yes and nobody can be asked               invalid   confirmation_unavailable            -
     nothing was sent, and flora-mcp failed               invalid   internal_error                      -
     nothing was sent: FLORA unreachable or said no       error     FLORA's (connection_error, ...)     -
     a create left and no answer says what it did         error     outcome_unknown                     -
@@ -34,10 +36,14 @@ from flora_mcp.core.results import RESULT_STATUSES, FieldError, OutputFile, Tech
 from flora_mcp.core.tool_names import GET_RUN, LIST_RUNS
 
 __all__ = [
+    "CONFIRMATION_REQUIRED",
     "CallPhase",
     "cancelled_task",
     "combined",
+    "confirmation_required",
+    "confirmation_unavailable",
     "cost_refusal",
+    "declined",
     "from_failure",
     "from_run",
     "informational",
@@ -170,6 +176,41 @@ def cost_refusal(tool: str, technique: Technique, *, price: float | None, cap_na
         message = f"This call costs {format_usd(price)}, above {cap_name} of {format_usd(cap)}."
     return refusal(tool, technique, message + left, code="cost_cap_exceeded",
                    next_step="Nothing was submitted. Ask the user before raising the cap or choose a cheaper call.")
+
+
+# The person's decision: nothing was sent ---------------------------------------------------------------------------
+
+
+def declined(tool: str, technique: Technique, answer: str, price: float | None) -> ToolResult:
+    """The person declined (or cancelled) the confirmation of a call: not an error, and nothing was spent."""
+    cost = format_usd(price) if price is not None else "its unstated price"
+    said = (f"dismissed the confirmation of {technique.name} ({cost}) without accepting" if answer == "cancel"
+            else f"declined to spend {cost} on {technique.name}")
+    return ToolResult(
+        tool=tool, status="declined", technique=technique_ref(technique), charged_cost=0.0,
+        error_code="confirmation_cancelled" if answer == "cancel" else "confirmation_declined",
+        error_message=f"The person {said}. Nothing was sent to FLORA and nothing was charged.",
+        next_step="Do not call it again unless the person asks for it; ask them what they would like instead.")
+
+
+def confirmation_unavailable(tool: str, technique: Technique, price: float | None, *, threshold: float) -> ToolResult:
+    """A call that needs the person's yes, from a caller that cannot ask anyone: refused, never run silently."""
+    cost = f"costs {format_usd(price)}" if price is not None else "has no stated price"
+    return refusal(
+        tool, technique, f"This call {cost}, above FLORA_CONFIRM_ABOVE ({format_usd(threshold)}), so the person must "
+        "confirm it, and this client cannot ask them.", code="confirmation_unavailable",
+        next_step=("Nothing was submitted. To run it, use a client that can ask the person (an MCP client with form "
+                   "elicitation, or `flora-mcp run` at a terminal), or have them raise FLORA_CONFIRM_ABOVE above "
+                   "this price or unset it."))
+
+
+CONFIRMATION_REQUIRED = "confirmation_required"
+
+
+def confirmation_required(tool: str, technique: Technique, message: str) -> ToolResult:
+    """A call waiting for the person's answer, to be asked in a retried request: nothing was sent yet."""
+    return refusal(tool, technique, message, code=CONFIRMATION_REQUIRED,
+                   next_step="Nothing was submitted. The call runs once the person confirms it.")
 
 
 # Failures: classified by the phase -------------------------------------------------------------------------------

@@ -91,7 +91,9 @@ class HostedApp:
         self.stateless = stateless
         self.draining = False
         self.in_flight = InFlight()
-        self.server = create_server(self._resolve, known_toolkit=lambda: pool.shared)
+        keys = pool.settings.state_keys
+        self.server = create_server(self._resolve, known_toolkit=lambda: pool.shared,
+                                    state_keys=keys.get_secret_value() if keys else None)
         self.server.middleware.append(self.in_flight)
         self.sessions = QuotaSessionManager(app=self.server, stateless=stateless, security_settings=security,
                                             quota=self.quota)

@@ -19,8 +19,9 @@ from mcp.server.subscriptions import ListenHandler
 
 from flora_mcp._version import __version__
 from flora_mcp.core.toolkit import Toolkit
-from flora_mcp.core.translator import CallPhase, from_failure
+from flora_mcp.core.translator import CONFIRMATION_REQUIRED, CallPhase, from_failure
 from flora_mcp.server import identity
+from flora_mcp.server.confirm import ConfirmationRounds, request_state_boundary
 from flora_mcp.server.identity import INSTRUCTIONS
 from flora_mcp.server.notifications import ToolListNotifier
 from flora_mcp.server.tasks import install_tasks
@@ -36,7 +37,8 @@ SPEND_URI = "flora://spend"
 
 
 def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None = None,
-                  known_toolkit: Callable[[], Toolkit | None] | None = None) -> Server[Any]:
+                  known_toolkit: Callable[[], Toolkit | None] | None = None,
+                  state_keys: str | None = None) -> Server[Any]:
     """The MCP server for the toolkit(s) that `resolve` hands out.
 
     Args:
@@ -45,10 +47,13 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
             `flora_mcp.core.refresh`); its bus feeds `subscriptions/listen`. A private one by default.
         known_toolkit: the toolkit that serves every request, when there is one (stdio, a hosted server's own
             key): its catalog answers the input-schema lookups of 2026 HTTP calls without listing the tools.
+        state_keys: FLORA_STATE_KEYS, the secrets that seal 2026 confirmation state (see server/confirm.py); a key
+            of this process's own when None.
     """
     # Per toolkit, and gone with it: a hosted server builds one toolkit per user key.
     tool_cache: weakref.WeakKeyDictionary[Toolkit, _Listed] = weakref.WeakKeyDictionary()
     notifier = notifier or ToolListNotifier()
+    rounds = ConfirmationRounds()
 
     def listed(toolkit: Toolkit, definitions: list[dict[str, Any]]) -> _Listed:
         cached = tool_cache.get(toolkit)
@@ -78,18 +83,23 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
                 return cached.schemas[name]
         return None
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+                        ) -> types.CallToolResult | types.InputRequiredResult:
         try:
             toolkit = await resolve(ctx)
         except Exception as exc:
             # No toolkit (hosted: its key's catalog could not load): nothing was sent, as the translator tells.
             return from_failure(params.name, exc, CallPhase()).to_call_tool_result()
         notifier.remember(ctx, toolkit)
+        confirmation = rounds.start(ctx, params, toolkit.account)
 
         async def progress(percent: float, message: str) -> None:
             await ctx.session.report_progress(percent, 100.0, message)
 
-        result = await toolkit.call(params.name, params.arguments or {}, progress=progress)
+        result = await toolkit.call(params.name, params.arguments or {}, progress=progress,
+                                    confirm=confirmation.confirmer)
+        if confirmation.asked is not None and result.error_code == CONFIRMATION_REQUIRED:
+            return rounds.input_required(confirmation.asked, toolkit.account)  # 2026: the retry brings the answer
         return result.to_call_tool_result(await toolkit.previews(result))
 
     async def list_resources(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -144,6 +154,7 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         on_read_resource=read_resource,
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
+    server.middleware.append(request_state_boundary(state_keys))
     # MCP tasks for clients that negotiate them, when FLORA_TASKS is on (see flora_mcp.server.tasks).
     return install_tasks(server, resolve)
 

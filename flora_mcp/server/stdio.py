@@ -81,7 +81,8 @@ async def serve_stdio(settings: Settings) -> None:
                 return toolkit
 
             notifier = ToolListNotifier()
-            server = create_server(resolve, notifier=notifier, known_toolkit=lambda: toolkit)
+            keys = settings.state_keys.get_secret_value() if settings.state_keys else None
+            server = create_server(resolve, notifier=notifier, known_toolkit=lambda: toolkit, state_keys=keys)
             async with stdio_server() as (read, write):
                 await server.run(read, write, server.create_initialization_options(
                     NotificationOptions(tools_changed=True, resources_changed=True)))
