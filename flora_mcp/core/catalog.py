@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
 
 __all__ = [
+    "MAX_DESCRIPTION",
     "MAX_MULTIPLE_VALUES",
     "MAX_TOOL_NAME",
     "Catalog",
@@ -161,20 +162,47 @@ def input_schema(technique: Technique) -> dict[str, Any]:
     }
 
 
+MAX_DESCRIPTION = 2000
+"""Longest tool description: Claude Code cuts them at 2,048 characters, and the price must never be what is cut."""
+_MAX_LINE = 240
+
+
 def tool_description(technique: Technique) -> str:
-    lines = [(technique.description or technique.name or technique.technique_id).strip()]
-    inputs = technique.inputs or []
-    if inputs:
-        lines.append("Inputs:")
-        for io in inputs:
-            need = "optional" if io.optional else "required"
-            lines.append(f"- {io.id} ({need}): {_input_description(io)}")
+    """What the technique does, its inputs, outputs and price, within MAX_DESCRIPTION characters.
+
+    The price and the run_id line are always there; when FLORA's texts are too long, the technique's own description
+    is cut first (to what is left, and no shorter than a line), then inputs are left out from the last (each input
+    keeps its description in the input schema).
+    """
+    tail = [f"Costs {format_usd(technique.run_cost)} per run.",
+            f"Waits for the run and returns output URLs; a long run returns a run_id for {GET_RUN}."]
     outputs = ", ".join(f"{o.name or o.id} ({o.type})" for o in technique.outputs)
     if outputs:
-        lines.append(f"Outputs: {outputs}.")
-    lines.append(f"Costs {format_usd(technique.run_cost)} per run.")
-    lines.append(f"Waits for the run and returns output URLs; a long run returns a run_id for {GET_RUN}.")
-    return "\n".join(lines)
+        tail.insert(0, _cut(f"Outputs: {outputs}.", _MAX_LINE))
+    inputs = [_cut(f"- {io.id} ({'optional' if io.optional else 'required'}): {_input_description(io)}", _MAX_LINE)
+              for io in technique.inputs or []]
+    head = (technique.description or technique.name or technique.technique_id).strip()
+
+    def text(shown: list[str], about: str) -> str:
+        left_out = len(inputs) - len(shown)
+        more = [f"- and {left_out} more inputs: see the input schema."] if left_out else []
+        return "\n".join([about, *(["Inputs:", *shown, *more] if inputs else []), *tail])
+
+    shown = list(inputs)
+    while True:
+        room = MAX_DESCRIPTION - len(text(shown, ""))
+        if room >= min(len(head), _MAX_LINE) or not shown:
+            return text(shown, _cut(head, max(room, 1)))
+        shown.pop()
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, cut at a word and marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,.;:") + "\u2026"
 
 
 @dataclass
