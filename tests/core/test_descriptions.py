@@ -1,6 +1,6 @@
 """Tool descriptions stay under 2,048 characters (Claude Code cuts there) and always keep the price.
 
-The longest description is reported (`pytest tests/core/test_descriptions.py -s`) for the sandbox's catalog, a
+The longest description is reported (printed by the tests, also without `-s`) for the sandbox's catalog, a
 sandbox of 1,000 techniques, and a generated 1,000-technique catalog whose FLORA texts run far past the limit.
 """
 
@@ -69,11 +69,13 @@ def test_a_short_description_is_left_whole() -> None:
                     "for flora_get_run.")
 
 
-def test_the_longest_of_a_generated_1000_technique_catalog_is_under_the_cut() -> None:
+def test_the_longest_of_a_generated_1000_technique_catalog_is_under_the_cut(capsys: pytest.CaptureFixture[str]
+                                                                            ) -> None:
     techniques = generated_catalog()
     catalog = Catalog.from_techniques(techniques)
     name, length = longest(catalog)
-    print(f"\nlongest description, generated 1,000-technique catalog: {name}, {length} characters")
+    with capsys.disabled():
+        print(f"\nlongest description, generated 1,000-technique catalog: {name}, {length} characters")  # noqa: T201
     assert len(catalog.tools) == 1000
     assert length <= MAX_DESCRIPTION < CLAUDE_CODE_CUT
     assert sum(len(t.description or "") > CLAUDE_CODE_CUT for t in techniques) > 100  # the texts did run past it
@@ -82,12 +84,13 @@ def test_the_longest_of_a_generated_1000_technique_catalog_is_under_the_cut() ->
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("extra", [0, 1000], ids=["sandbox", "sandbox-1000"])
-async def test_the_longest_served_description_is_under_the_cut(extra: int) -> None:
+async def test_the_longest_served_description_is_under_the_cut(extra: int, capsys: pytest.CaptureFixture[str]) -> None:
     async with serve_sandbox(sandbox_config(extra_techniques=extra)) as box, \
             Toolkit(settings_for(box, tools_mode="full")) as kit:
         definitions = kit.tool_definitions()
         assert len(definitions) >= extra
         tool = max(definitions, key=lambda d: len(d["description"]))
-        print(f"\nlongest description, sandbox with {extra} extra techniques: {tool['name']}, "
-              f"{len(tool['description'])} characters")
+        with capsys.disabled():
+            print(f"\nlongest description, sandbox with {extra} extra techniques: {tool['name']}, "  # noqa: T201
+                  f"{len(tool['description'])} characters")
         assert len(tool["description"]) < CLAUDE_CODE_CUT
