@@ -71,8 +71,13 @@ def mcp_client(kit: Toolkit, *, mode: str = "legacy", notifier: ToolListNotifier
 
 
 def clean_env(*prefixes: str) -> dict[str, str]:
-    """This process's environment without FLORA_* (nor any of `prefixes`): a user's settings must not leak in."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("FLORA_", *prefixes))}
+    """This process's environment without FLORA_* (nor any of `prefixes`): a user's settings must not leak in.
+
+    The terminal's size goes too (pytest-xdist workers set COLUMNS), so a child's output is laid out the same way under
+    every runner.
+    """
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("FLORA_", *prefixes)) and k not in ("COLUMNS", "LINES")}
 
 
 def server_env(**values: str) -> dict[str, str]:
