@@ -1,0 +1,263 @@
+"""Media inputs in: local paths and `data:` values of a call become FLORA asset URLs before the run is created.
+
+    prepare(tool, args)   local work only, no request: each path or data: value of a media input is checked and
+                          opened (`local_files`); any refusal is a field error naming the input, the value and why
+    upload(prepared)      the workspace (`WorkspaceChooser`), then each distinct file (by SHA-256) that this account
+                          has not uploaded to that workspace before (`AssetMemo`), concurrently, with progress; the
+                          arguments come back with the asset URLs in place, and the list of what left the machine
+
+https URLs and element ids pass through untouched. The caller checks the cost caps between the two steps, so a call
+that would be refused for its price sends no byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from flora_mcp.api.assets import Assets
+from flora_mcp.api.client import FloraClient
+from flora_mcp.api.errors import FloraError
+from flora_mcp.api.models import Technique
+from flora_mcp.core.asset_memo import AssetMemo, RememberedAsset
+from flora_mcp.core.local_files import KIND_BY_INPUT_TYPE, FilePolicy, LocalMedia, Refused, classify, describe_size
+from flora_mcp.core.results import FieldError
+
+__all__ = ["UPLOAD_CONCURRENCY", "MediaInputs", "Prepared", "Uploaded", "WorkspaceChooser", "WorkspaceError"]
+
+log = logging.getLogger("flora_mcp.core.media_in")
+
+UPLOAD_CONCURRENCY = 4
+"""Files of one call uploaded at once."""
+_HASH_CHUNK = 1024 * 1024
+
+UploadProgress = Callable[[int, int, str], Awaitable[None] | None]
+"""`(bytes_sent, total_bytes, message)` across every upload of a call, never going back."""
+
+
+class WorkspaceError(FloraError):
+    """No workspace can be chosen for uploads: none, or several and FLORA_WORKSPACE_ID does not name one."""
+
+    code = "workspace_required"
+
+
+class WorkspaceChooser:
+    """The workspace uploads go to: FLORA_WORKSPACE_ID when set, else the key's only workspace (asked once)."""
+
+    def __init__(self, client: FloraClient, configured: str | None) -> None:
+        self.client = client
+        self._chosen = configured
+        self._lock = anyio.Lock()
+
+    async def workspace_id(self) -> str:
+        if self._chosen:
+            return self._chosen
+        async with self._lock:
+            if self._chosen:
+                return self._chosen
+            workspaces = await self.client.list_workspaces()
+            if len(workspaces) == 1:
+                self._chosen = workspaces[0].workspace_id
+                log.info("uploads go to workspace %s (%s), the key's only one", self._chosen, workspaces[0].name)
+                return self._chosen
+            if not workspaces:
+                raise WorkspaceError("this FLORA key has no workspace to upload files to")
+            listed = "; ".join(f"{w.name or 'unnamed'} ({w.workspace_id})" for w in workspaces)
+            raise WorkspaceError(f"this FLORA key has {len(workspaces)} workspaces: {listed}. Set FLORA_WORKSPACE_ID "
+                                 "to the one files should be uploaded to (runs then go to it too).")
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """One file a call sent to FLORA (or found already there): what the user can check left the machine."""
+
+    input_id: str
+    source: str
+    """The path as resolved, or `a data: URL`."""
+    size_bytes: int
+    content_type: str
+    asset_id: str
+    url: str
+    reused: bool
+    """Uploaded by an earlier call; nothing was sent this time."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Slot:
+    input_id: str
+    index: int | None
+    """Position in a multiple-value list; None for a lone value."""
+    media: LocalMedia
+    sha256: str = ""
+
+
+@dataclass
+class Prepared:
+    """A call's media values that need uploading, opened and checked; close it whatever happens next."""
+
+    args: dict[str, Any]
+    slots: list[_Slot] = field(default_factory=list)
+
+    @property
+    def needs_upload(self) -> bool:
+        return bool(self.slots)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(slot.media.size for slot in self.slots)
+
+    def close(self) -> None:
+        for slot in self.slots:
+            slot.media.close()
+
+
+class MediaInputs:
+    """Uploads a call's local media for one account.
+
+    Args:
+        assets: FLORA's assets, for this account's client.
+        memo: which bytes are already assets.
+        account: the account hash (as the journal's).
+        workspace: chooses the workspace uploads go to.
+    """
+
+    def __init__(self, assets: Assets, memo: AssetMemo, account: str, workspace: WorkspaceChooser) -> None:
+        self.assets = assets
+        self.memo = memo
+        self.account = account
+        self.workspace = workspace
+
+    def prepare(self, technique: Technique, args: Mapping[str, Any], policy: FilePolicy) -> Prepared | list[FieldError]:
+        """Check and open every local value of the media inputs; the refusals when any is refused (all closed)."""
+        prepared = Prepared(dict(args))
+        problems: list[FieldError] = []
+        for io in technique.inputs or []:
+            kind = KIND_BY_INPUT_TYPE.get(io.type)
+            if kind is None or io.id not in args:
+                continue
+            value = args[io.id]
+            for index, item in enumerate(value) if isinstance(value, list) else [(None, value)]:
+                if not isinstance(item, str) or not item:
+                    continue
+                what = classify(item, accepts_element=io.accepts_element)
+                if what in ("url", "element"):
+                    continue
+                try:
+                    media = policy.check_data(item, kind) if what == "data" else policy.check_path(item, kind)
+                except Refused as refused:
+                    shown = "a data: URL" if what == "data" else repr(item)
+                    problems.append(FieldError(field=io.id, message=f"{shown} refused: {refused}"))
+                    continue
+                prepared.slots.append(_Slot(io.id, index, media))
+        if problems:
+            prepared.close()
+            return problems
+        return prepared
+
+    async def upload(self, prepared: Prepared, progress: UploadProgress | None = None) -> tuple[dict[str, Any],
+                                                                                                 list[Uploaded]]:
+        """Upload what `prepare` opened (each distinct file once) and put the asset URLs into the arguments.
+
+        Raises:
+            WorkspaceError: no workspace can be chosen.
+            APIError, UploadError: an upload failed; no run should be made.
+            OSError: a file could not be read any more.
+        """
+        args = {key: list(value) if isinstance(value, list) else value for key, value in prepared.args.items()}
+        if not prepared.slots:
+            return args, []
+        workspace_id = await self.workspace.workspace_id()
+        await anyio.to_thread.run_sync(_hash_all, prepared.slots)
+        distinct: dict[str, _Slot] = {}
+        for slot in prepared.slots:
+            distinct.setdefault(slot.sha256, slot)
+        known = {sha: self.memo.get(self.account, workspace_id, sha) for sha in distinct}
+        to_send = [slot for sha, slot in distinct.items() if known[sha] is None]
+        meter = _Meter(progress, sum(slot.media.size for slot in to_send))
+        limiter = anyio.CapacityLimiter(UPLOAD_CONCURRENCY)
+
+        async def send(slot: _Slot) -> None:
+            async with limiter:
+                known[slot.sha256] = await self._send(slot, workspace_id, meter.for_file(id(slot), slot.media.label))
+
+        async with anyio.create_task_group() as group:
+            for slot in to_send:
+                group.start_soon(send, slot)
+        fresh = {slot.sha256 for slot in to_send}
+        uploads: list[Uploaded] = []
+        for slot in prepared.slots:
+            asset = known[slot.sha256]
+            assert asset is not None
+            if slot.index is None:
+                args[slot.input_id] = asset.url
+            else:
+                args[slot.input_id][slot.index] = asset.url
+            reused = slot.sha256 not in fresh or distinct[slot.sha256] is not slot
+            if slot.sha256 not in fresh:
+                log.info("input %s: %s (%s) is already asset %s; not uploaded again", slot.input_id,
+                         slot.media.label, describe_size(slot.media.size), asset.asset_id)
+            uploads.append(Uploaded(slot.input_id, slot.media.label, slot.media.size, asset.content_type,
+                                    asset.asset_id, asset.url, reused))
+        return args, uploads
+
+    async def _send(self, slot: _Slot, workspace_id: str,
+                    progress: Callable[[int, int], Awaitable[None]] | None) -> RememberedAsset:
+        media = slot.media
+        source: Any = media.data if media.data is not None else media.stream
+        asset = await self.assets.upload_file(source, workspace_id=workspace_id, content_type=media.content_type,
+                                              file_name=media.file_name, progress=progress)
+        assert asset.url is not None
+        remembered = RememberedAsset(asset.asset_id, asset.url, media.size, asset.content_type or media.content_type)
+        self.memo.put(self.account, workspace_id, slot.sha256, remembered)
+        log.info("input %s: uploaded %s (%s, %s) as asset %s", slot.input_id, media.label,
+                 describe_size(media.size), remembered.content_type, asset.asset_id)
+        return remembered
+
+
+def _hash_all(slots: list[_Slot]) -> None:
+    for slot in slots:
+        digest = hashlib.sha256()
+        media = slot.media
+        if media.data is not None:
+            digest.update(media.data)
+        else:
+            assert media.stream is not None
+            media.stream.seek(0)
+            while chunk := media.stream.read(_HASH_CHUNK):
+                digest.update(chunk)
+            media.stream.seek(0)
+        slot.sha256 = digest.hexdigest()
+
+
+class _Meter:
+    """Adds up the bytes sent by concurrent uploads into one rising count."""
+
+    def __init__(self, callback: UploadProgress | None, total: int) -> None:
+        self.callback = callback
+        self.total = total
+        self.sent: dict[int, int] = {}
+
+    def for_file(self, key: int, label: str) -> Callable[[int, int], Awaitable[None]] | None:
+        if self.callback is None:
+            return None
+
+        async def report(sent: int, size: int) -> None:
+            self.sent[key] = sent
+            assert self.callback is not None
+            done = sum(self.sent.values())
+            result = self.callback(done, self.total, f"uploading {label}: {describe_size(sent)} of "
+                                                     f"{describe_size(size)}")
+            if inspect.isawaitable(result):
+                await result
+
+        return report
