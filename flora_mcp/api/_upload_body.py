@@ -25,8 +25,9 @@ from flora_mcp._media import DIRECT_UPLOAD_MAX_BYTES, SNIFF_BYTES
 __all__ = ["CHUNK", "Body", "FileSource", "ProgressCallback", "UploadInput", "multipart_body", "open_source",
            "raw_body"]
 
-CHUNK = 256 * 1024
-"""Bytes read from the file and handed to the connection at a time."""
+CHUNK = 1024 * 1024
+"""Bytes read from the file and handed to the connection at a time (1 MiB: ~20% faster than 256 KiB in
+bench/uploads.py, and still only a few MiB in flight)."""
 PROGRESS_STEPS = 100
 """At most this many progress reports per upload (every 1%), however many chunks it has."""
 

@@ -70,7 +70,7 @@ async def test_a_3_mb_photo_goes_the_direct_way_and_is_stored_byte_for_byte(box:
     assert create.api_key == TEST_KEY and create.idempotency_key
     assert box.requests_for("bucket_upload") == []
     sent = [call[0] for call in progress.calls]
-    assert sent == sorted(set(sent)) and sent[-1] == 3 * MB and len(sent) > 10
+    assert sent == sorted(set(sent)) and sent[-1] == 3 * MB and len(sent) >= 3  # one report per MiB at least
 
 
 async def test_an_8_mb_video_goes_the_signed_way_without_the_key_at_the_bucket(box: Sandbox, assets: Assets,
