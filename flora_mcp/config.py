@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flora_mcp.api.assets import MAX_DATA_URL_BYTES, MAX_UPLOAD_BYTES
 from flora_mcp.api.client import DEFAULT_TIMEOUT, MIN_POLL_INTERVAL, SCHEMA_FETCH_CONCURRENCY
 from flora_mcp.api.errors import FloraError
 from flora_mcp.api.retry import DEFAULT_MAX_RETRIES
@@ -80,7 +81,16 @@ class Settings(BaseSettings):
     state_keys: SecretStr | None = Field(
         default=None, json_schema_extra=NOT_A_FLAG,
         description="Comma-separated secrets (32+ bytes each) sealing 2026 confirmation state; replicas share them.")
-    preview: bool = Field(default=False, description="Attach small previews of image outputs.")
+    preview: bool = Field(default=True, description="Attach small previews (<= 512 px, a few) of image outputs.")
+    input_dirs: str | None = Field(default=None, description="Folders local files may be uploaded from, "
+                                                             "os.pathsep-separated (unset: the client's MCP roots, "
+                                                             "else the home folder).")
+    output_dir: str | None = Field(default=None, description="Save every output of a completed run into this "
+                                                             "folder (never overwriting a file).")
+    max_upload_bytes: int = Field(default=MAX_UPLOAD_BYTES, ge=1,
+                                  description="The largest local file uploaded as an input, in bytes.")
+    max_data_url_bytes: int = Field(default=MAX_DATA_URL_BYTES, ge=1,
+                                    description="The largest data: URL input uploaded, decoded, in bytes.")
     tasks: bool = Field(default=False, description="Offer MCP tasks to clients that negotiate them (experimental).")
 
     mcp_tokens: SecretStr | None = Field(default=None, description="Comma-separated bearer tokens for hosted mode.",

@@ -50,8 +50,8 @@ from flora_mcp.api.errors import (
 )
 from flora_mcp.api.models import Asset
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "DEFAULT_READY_TIMEOUT", "MAX_SIGNED_ROUNDS", "Assets", "ProgressCallback",
-           "UploadInput"]
+__all__ = ["DEFAULT_POLL_INTERVAL", "DEFAULT_READY_TIMEOUT", "MAX_DATA_URL_BYTES", "MAX_SIGNED_ROUNDS",
+           "MAX_UPLOAD_BYTES", "Assets", "ProgressCallback", "UploadInput"]
 
 log = logging.getLogger("flora_mcp.api")
 
@@ -61,6 +61,11 @@ DEFAULT_READY_TIMEOUT = 120.0
 """Longest wait for an asset to become ready (FLORA's SDK waits 2 minutes)."""
 MAX_SIGNED_ROUNDS = 3
 """Upload targets one signed upload may use: the first, and `MAX_SIGNED_ROUNDS - 1` fresh ones from retry."""
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+"""flora-mcp's own cap on a local file it uploads (FLORA_MAX_UPLOAD_BYTES)."""
+MAX_DATA_URL_BYTES = 10 * 1024 * 1024
+"""flora-mcp's own cap on a decoded `data:` value it uploads (FLORA_MAX_DATA_URL_BYTES): it came inside a tool call's
+arguments, so it is in memory already, and a hosted server takes it from anyone with a token."""
 
 
 def _key() -> str:

@@ -175,16 +175,17 @@ class ServerError(APIStatusError):
 
 
 class UploadError(FloraError):
-    """A file did not become a ready asset. `asset_id` is None when nothing was sent (the file was refused here)."""
+    """A file did not become a ready asset. `sent` is False when no byte of it left (it was refused here)."""
 
     code = "upload_failed"
 
     def __init__(self, message: str, *, asset_id: str | None = None, status: str | None = None,
-                 failure_message: str | None = None) -> None:
+                 failure_message: str | None = None, sent: bool | None = None) -> None:
         super().__init__(message)
         self.asset_id = asset_id
         self.status = status
         self.failure_message = failure_message
+        self.sent = asset_id is not None if sent is None else sent
 
 
 _CLASS_BY_CODE: dict[str, type[APIStatusError]] = {

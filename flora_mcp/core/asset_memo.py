@@ -7,6 +7,7 @@ The table lives in the journal's database file, in a table of its own, so `:memo
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["AssetMemo", "RememberedAsset"]
+
+log = logging.getLogger("flora_mcp.core.asset_memo")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploaded_assets (
@@ -42,17 +45,26 @@ class AssetMemo:
     """SHA-256 -> uploaded asset, per account and workspace."""
 
     def __init__(self, path: str) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._db = self._open(path)
+        except (OSError, sqlite3.Error) as exc:
+            # Remembering uploads saves time, never correctness: without the file, files are uploaded again.
+            log.warning("upload memo %s cannot be used (%s); remembering uploads in memory only", path, exc)
+            self._db = self._open(":memory:")
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
         memory = path == ":memory:"
         if not memory:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path if memory else str(Path(path).expanduser()), check_same_thread=False,
-                                   isolation_level=None, timeout=10.0)
-        self._lock = threading.Lock()
-        with self._lock:
-            if not memory:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+        db = sqlite3.connect(path if memory else str(Path(path).expanduser()), check_same_thread=False,
+                             isolation_level=None, timeout=10.0)
+        if not memory:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        return db
 
     def get(self, account: str, workspace_id: str, sha256: str) -> RememberedAsset | None:
         with self._lock:

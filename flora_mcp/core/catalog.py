@@ -46,7 +46,7 @@ MAX_MULTIPLE_VALUES = 10
 # The media a URL input carries, and how descriptions name them; FLORA spells the type imageUrl or image_url.
 _KIND = {"image": "an image", "video": "a video", "audio": "an audio file", "document": "a document"}
 URL_TYPES = frozenset(spelling for kind in _KIND for spelling in (f"{kind}Url", f"{kind}_url"))
-URL_SCHEMES = frozenset({"http", "https", "data"})
+URL_SCHEMES = frozenset({"http", "https", "data", "file"})
 _INVALID = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -128,7 +128,9 @@ def _input_description(io: TechniqueIO) -> str:
         parts.append(io.description.rstrip("."))
     if io.type in URL_TYPES:
         kind = _KIND.get(io.type.replace("_url", "").replace("Url", ""), "a file")
-        parts.append(f"URL of {kind} (https or data:)")
+        # A path is not a URI: no `format: uri` either, which would make a client refuse one.
+        parts.append(f"{kind[0].upper()}{kind[1:]}: an https URL, a data: URL, or a local file path (uploaded for "
+                     "you; not on a hosted server)")
         if io.accepts_element:
             parts.append("or a FLORA element id")
     if io.specified_aspect_ratio:
@@ -143,8 +145,6 @@ def _input_description(io: TechniqueIO) -> str:
 def input_property(io: TechniqueIO) -> dict[str, Any]:
     """The JSON Schema of one input."""
     item: dict[str, Any] = {"type": "string", "minLength": 1}
-    if io.type in URL_TYPES and not io.accepts_element:
-        item["format"] = "uri"
     description = _input_description(io)
     if io.allow_multiple:
         return {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_MULTIPLE_VALUES,
@@ -260,17 +260,20 @@ class TechniqueTool:
                 continue
             values = arguments[io.id] if isinstance(arguments[io.id], list) else [arguments[io.id]]
             for value in values:
-                if isinstance(value, str) and value and not _is_url(value) and not io.accepts_element:
-                    message = f"must be an http(s) or data: URL, got {value!r:.80}"
+                if isinstance(value, str) and value and not _is_url_or_path(value) and not io.accepts_element:
+                    message = f"must be an https URL, a data: URL or a local file path, got {value!r:.80}"
                     errors.append(FieldError(field=io.id, message=message))
         return sorted({(e.field, e.message): e for e in errors}.values(), key=lambda e: e.field)
 
 
-def _is_url(value: str) -> bool:
+def _is_url_or_path(value: str) -> bool:
+    """A URL flora-mcp can pass on or read (http(s) with a host, data:, file:), or no URL at all: a path."""
     parts = urlsplit(value)
-    if parts.scheme == "data":
+    if parts.scheme in ("data", "file"):
         return True
-    return parts.scheme in URL_SCHEMES and bool(parts.netloc)
+    if parts.scheme in URL_SCHEMES:
+        return bool(parts.netloc)
+    return "://" not in value
 
 
 def _field_error(err: Any, schema: Mapping[str, Any]) -> FieldError:

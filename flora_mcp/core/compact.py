@@ -11,7 +11,7 @@ from typing import Any
 from flora_mcp.core.catalog import Catalog
 from flora_mcp.core.confirm import Confirmer
 from flora_mcp.core.results import ToolResult, format_usd
-from flora_mcp.core.runs import ProgressCallback, RunManager
+from flora_mcp.core.runs import ProgressCallback, RootsProvider, RunManager
 from flora_mcp.core.tool_names import DESCRIBE, RUN, SEARCH
 from flora_mcp.core.translator import CallPhase, informational, refusal
 
@@ -22,7 +22,7 @@ MAX_SEARCH_RESULTS = 50
 
 async def call_compact_tool(name: str, args: dict[str, Any], catalog: Catalog, runs: RunManager, *,
                             progress: ProgressCallback | None, phase: CallPhase,
-                            confirm: Confirmer | None = None) -> ToolResult:
+                            confirm: Confirmer | None = None, roots: RootsProvider | None = None) -> ToolResult:
     """Answer flora_search_techniques, flora_describe_technique or flora_run_technique."""
     if name == SEARCH:
         return search(catalog, str(args.get("query") or ""))
@@ -39,7 +39,7 @@ async def call_compact_tool(name: str, args: dict[str, Any], catalog: Catalog, r
     inputs = args.get("inputs")
     if not isinstance(inputs, dict):
         return refusal(RUN, tool.technique, "inputs must be an object of {input_id: value}.")
-    result = await runs.run_tool(tool, inputs, progress=progress, phase=phase, confirm=confirm)
+    result = await runs.run_tool(tool, inputs, progress=progress, phase=phase, confirm=confirm, roots=roots)
     return result.model_copy(update={"tool": RUN})
 
 

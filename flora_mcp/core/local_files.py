@@ -29,10 +29,9 @@ from typing import IO, Literal
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 from flora_mcp._media import SNIFF_BYTES, media_kind, sniff_media_type
+from flora_mcp.api.assets import MAX_DATA_URL_BYTES, MAX_UPLOAD_BYTES
 
 __all__ = [
-    "DEFAULT_MAX_DATA_BYTES",
-    "DEFAULT_MAX_FILE_BYTES",
     "KIND_BY_INPUT_TYPE",
     "FilePolicy",
     "LocalMedia",
@@ -43,10 +42,6 @@ __all__ = [
     "describe_size",
 ]
 
-DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024
-"""The largest local file uploaded (FLORA_MAX_UPLOAD_BYTES)."""
-DEFAULT_MAX_DATA_BYTES = 10 * 1024 * 1024
-"""The largest decoded `data:` value uploaded (FLORA_MAX_DATA_URL_BYTES); it arrives inside the arguments."""
 
 KIND_BY_INPUT_TYPE = {
     "imageUrl": "image", "image_url": "image",
@@ -138,8 +133,8 @@ class FilePolicy:
 
     folders: tuple[Path, ...]
     allow_local: bool = True
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    max_data_bytes: int = DEFAULT_MAX_DATA_BYTES
+    max_file_bytes: int = MAX_UPLOAD_BYTES
+    max_data_bytes: int = MAX_DATA_URL_BYTES
 
     def check_path(self, value: str, kind: str | None) -> LocalMedia:
         """Open a local file a media input names, if it may be read.

@@ -24,13 +24,13 @@ import anyio.to_thread
 
 from flora_mcp.api.assets import Assets
 from flora_mcp.api.client import FloraClient
-from flora_mcp.api.errors import FloraError
+from flora_mcp.api.errors import APIError, FloraError, UploadError
 from flora_mcp.api.models import Technique
 from flora_mcp.core.asset_memo import AssetMemo, RememberedAsset
 from flora_mcp.core.local_files import KIND_BY_INPUT_TYPE, FilePolicy, LocalMedia, Refused, classify, describe_size
-from flora_mcp.core.results import FieldError
+from flora_mcp.core.results import FieldError, InputUpload
 
-__all__ = ["UPLOAD_CONCURRENCY", "MediaInputs", "Prepared", "Uploaded", "WorkspaceChooser", "WorkspaceError"]
+__all__ = ["UPLOAD_CONCURRENCY", "MediaInputs", "PolicyProvider", "Prepared", "WorkspaceChooser", "WorkspaceError"]
 
 log = logging.getLogger("flora_mcp.core.media_in")
 
@@ -40,6 +40,8 @@ _HASH_CHUNK = 1024 * 1024
 
 UploadProgress = Callable[[int, int, str], Awaitable[None] | None]
 """`(bytes_sent, total_bytes, message)` across every upload of a call, never going back."""
+PolicyProvider = Callable[[], Awaitable[FilePolicy]]
+"""Makes the call's `FilePolicy`, asked only when a value is local (the client's MCP roots may need a request)."""
 
 
 class WorkspaceError(FloraError):
@@ -72,24 +74,6 @@ class WorkspaceChooser:
             listed = "; ".join(f"{w.name or 'unnamed'} ({w.workspace_id})" for w in workspaces)
             raise WorkspaceError(f"this FLORA key has {len(workspaces)} workspaces: {listed}. Set FLORA_WORKSPACE_ID "
                                  "to the one files should be uploaded to (runs then go to it too).")
-
-
-@dataclass(frozen=True)
-class Uploaded:
-    """One file a call sent to FLORA (or found already there): what the user can check left the machine."""
-
-    input_id: str
-    source: str
-    """The path as resolved, or `a data: URL`."""
-    size_bytes: int
-    content_type: str
-    asset_id: str
-    url: str
-    reused: bool
-    """Uploaded by an earlier call; nothing was sent this time."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -137,10 +121,12 @@ class MediaInputs:
         self.account = account
         self.workspace = workspace
 
-    def prepare(self, technique: Technique, args: Mapping[str, Any], policy: FilePolicy) -> Prepared | list[FieldError]:
+    async def prepare(self, technique: Technique, args: Mapping[str, Any],
+                      policy_for: PolicyProvider) -> Prepared | list[FieldError]:
         """Check and open every local value of the media inputs; the refusals when any is refused (all closed)."""
         prepared = Prepared(dict(args))
         problems: list[FieldError] = []
+        policy: FilePolicy | None = None
         for io in technique.inputs or []:
             kind = KIND_BY_INPUT_TYPE.get(io.type)
             if kind is None or io.id not in args:
@@ -152,6 +138,7 @@ class MediaInputs:
                 what = classify(item, accepts_element=io.accepts_element)
                 if what in ("url", "element"):
                     continue
+                policy = policy or await policy_for()
                 try:
                     media = policy.check_data(item, kind) if what == "data" else policy.check_path(item, kind)
                 except Refused as refused:
@@ -164,8 +151,8 @@ class MediaInputs:
             return problems
         return prepared
 
-    async def upload(self, prepared: Prepared, progress: UploadProgress | None = None) -> tuple[dict[str, Any],
-                                                                                                 list[Uploaded]]:
+    async def upload(self, prepared: Prepared,
+                     progress: UploadProgress | None = None) -> tuple[dict[str, Any], list[InputUpload]]:
         """Upload what `prepare` opened (each distinct file once) and put the asset URLs into the arguments.
 
         Raises:
@@ -177,7 +164,10 @@ class MediaInputs:
         if not prepared.slots:
             return args, []
         workspace_id = await self.workspace.workspace_id()
-        await anyio.to_thread.run_sync(_hash_all, prepared.slots)
+        try:
+            await anyio.to_thread.run_sync(_hash_all, prepared.slots)
+        except OSError as exc:
+            raise UploadError(f"a file could not be read: {exc.strerror or exc}", sent=False) from exc
         distinct: dict[str, _Slot] = {}
         for slot in prepared.slots:
             distinct.setdefault(slot.sha256, slot)
@@ -190,11 +180,16 @@ class MediaInputs:
             async with limiter:
                 known[slot.sha256] = await self._send(slot, workspace_id, meter.for_file(id(slot), slot.media.label))
 
-        async with anyio.create_task_group() as group:
-            for slot in to_send:
-                group.start_soon(send, slot)
+        try:
+            async with anyio.create_task_group() as group:
+                for slot in to_send:
+                    group.start_soon(send, slot)
+        except BaseExceptionGroup as failures:
+            # The first upload that failed says why; `from` its own cause, which the translator reads FLORA's code in.
+            leaf = _first_leaf(failures)
+            raise leaf from leaf.__cause__
         fresh = {slot.sha256 for slot in to_send}
-        uploads: list[Uploaded] = []
+        uploads: list[InputUpload] = []
         for slot in prepared.slots:
             asset = known[slot.sha256]
             assert asset is not None
@@ -206,22 +201,38 @@ class MediaInputs:
             if slot.sha256 not in fresh:
                 log.info("input %s: %s (%s) is already asset %s; not uploaded again", slot.input_id,
                          slot.media.label, describe_size(slot.media.size), asset.asset_id)
-            uploads.append(Uploaded(slot.input_id, slot.media.label, slot.media.size, asset.content_type,
-                                    asset.asset_id, asset.url, reused))
+            uploads.append(InputUpload(input=slot.input_id, source=slot.media.label, size_bytes=slot.media.size,
+                                       content_type=asset.content_type, asset_id=asset.asset_id, url=asset.url,
+                                       reused=reused))
         return args, uploads
 
     async def _send(self, slot: _Slot, workspace_id: str,
                     progress: Callable[[int, int], Awaitable[None]] | None) -> RememberedAsset:
         media = slot.media
         source: Any = media.data if media.data is not None else media.stream
-        asset = await self.assets.upload_file(source, workspace_id=workspace_id, content_type=media.content_type,
-                                              file_name=media.file_name, progress=progress)
+        try:
+            asset = await self.assets.upload_file(source, workspace_id=workspace_id, content_type=media.content_type,
+                                                  file_name=media.file_name, progress=progress)
+        except OSError as exc:
+            raise UploadError(f"input {slot.input_id}: {media.label} could not be read while it was uploaded: "
+                              f"{exc.strerror or exc}", sent=True) from exc
+        except UploadError as exc:
+            raise UploadError(f"input {slot.input_id}: {media.label}: {exc.message}", asset_id=exc.asset_id,
+                              status=exc.status, failure_message=exc.failure_message, sent=exc.sent) from exc
+        except APIError as exc:  # the translator still reads FLORA's code and request-id from the cause
+            raise UploadError(f"input {slot.input_id}: uploading {media.label} failed: {exc.message}",
+                              sent=True) from exc
         assert asset.url is not None
         remembered = RememberedAsset(asset.asset_id, asset.url, media.size, asset.content_type or media.content_type)
         self.memo.put(self.account, workspace_id, slot.sha256, remembered)
         log.info("input %s: uploaded %s (%s, %s) as asset %s", slot.input_id, media.label,
                  describe_size(media.size), remembered.content_type, asset.asset_id)
         return remembered
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _hash_all(slots: list[_Slot]) -> None:

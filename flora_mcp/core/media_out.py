@@ -27,14 +27,15 @@ import anyio.to_thread
 
 from flora_mcp._fetch_guard import FetchPolicy
 from flora_mcp._media import EXTENSIONS, canonical_media_type
+from flora_mcp.config import Settings
 from flora_mcp.core.previews import FetchRefused, open_output
-from flora_mcp.core.results import OutputFile
+from flora_mcp.core.results import OutputFile, ToolResult
 
 if TYPE_CHECKING:
     import mcp.types as types
 
-__all__ = ["DOWNLOAD_CONCURRENCY", "DOWNLOAD_TIMEOUT", "MAX_OUTPUT_BYTES", "Saved", "output_file_name",
-           "resource_links", "save_output", "save_outputs"]
+__all__ = ["DOWNLOAD_CONCURRENCY", "DOWNLOAD_TIMEOUT", "MAX_OUTPUT_BYTES", "OutputSaver", "Saved", "output_file_name",
+           "resource_links", "result_links", "save_output", "save_outputs"]
 
 log = logging.getLogger("flora_mcp.core.media_out")
 
@@ -171,21 +172,60 @@ async def save_outputs(runs: Sequence[tuple[str | None, Sequence[OutputFile]]], 
     return saved, failed
 
 
-def resource_links(tool: str, run_id: str | None, outputs: Sequence[OutputFile],
-                   saved: Sequence[Saved] = ()) -> list[types.ResourceLink]:
-    """Each output of one run as a `resource_link` to its URL, and each saved file as one to its `file://` path."""
+def resource_links(tool: str, outputs: Sequence[OutputFile]) -> list[types.ResourceLink]:
+    """Each output as a `resource_link` to its URL, and, once saved (its `path`), one to its `file://` file."""
     import mcp.types as types
 
     links: list[types.ResourceLink] = []
-    by_output = {item.output_id: item for item in saved if item.run_id == run_id}
     for output in outputs:
         guessed = mimetypes.guess_type(urlsplit(output.url).path)[0]
         links.append(types.ResourceLink(type="resource_link", uri=output.url, name=f"{tool} {output.output_id}",
                                         mime_type=guessed, description=f"output {output.output_id} ({output.type})"))
-        local = by_output.get(output.output_id)
-        if local is not None:
-            links.append(types.ResourceLink(type="resource_link", uri=local.path.resolve().as_uri(),
-                                            name=local.path.name, mime_type=local.content_type or None,
-                                            size=local.size_bytes,
+        if output.path:
+            local = Path(output.path)
+            size = local.stat().st_size if local.is_file() else None
+            links.append(types.ResourceLink(type="resource_link", uri=local.resolve().as_uri(), name=local.name,
+                                            mime_type=mimetypes.guess_type(local.name)[0], size=size,
                                             description=f"output {output.output_id}, saved on this machine"))
     return links
+
+
+def result_links(result: ToolResult) -> list[types.ResourceLink]:
+    """The resource links of every output of a result (of each of its runs)."""
+    return resource_links(result.tool, result.outputs)
+
+
+class OutputSaver:
+    """Saves the outputs of completed runs under FLORA_OUTPUT_DIR, each once: a run's outputs asked for again
+    (`flora_get_run`) get the paths they were saved under, not a second copy."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._paths: dict[tuple[str | None, str], str] = {}
+
+    async def save(self, result: ToolResult, tool: str) -> ToolResult:
+        """The result, its saved outputs carrying their `path`; outputs that could not be saved are named in
+        `next_step`. Nothing to do without FLORA_OUTPUT_DIR, or for runs that did not complete."""
+        if not self.settings.output_dir or not result.outputs:
+            return result
+        runs = [run for run in (result.runs or [result]) if run.status == "completed"]
+        todo = [(run.run_id, [o for o in run.outputs if (run.run_id, o.output_id) not in self._paths])
+                for run in runs]
+        directory = Path(self.settings.output_dir).expanduser()
+        saved, failed = await save_outputs([pair for pair in todo if pair[1]], directory, tool=tool,
+                                           flora_base_url=self.settings.base_url)
+        for item in saved:
+            self._paths[(item.run_id, item.output_id)] = str(item.path)
+        by_url: dict[str, str] = {}
+        for run in runs:
+            for output in run.outputs:
+                output.path = self._paths.get((run.run_id, output.output_id))
+                if output.path:
+                    by_url[output.url] = output.path
+        for output in result.outputs:  # a multiple-value call's own list holds copies of its runs' outputs
+            output.path = output.path or by_url.get(output.url)
+        if failed:
+            listed = "; ".join(f"{output_id}: {reason}" for output_id, reason in failed)
+            note = f"Not saved to {directory}: {listed}. The URLs above still work."
+            result.next_step = f"{result.next_step} {note}" if result.next_step else note
+        return result

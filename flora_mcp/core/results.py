@@ -16,8 +16,8 @@ from flora_mcp.core.tool_names import GET_RUN
 if TYPE_CHECKING:
     import mcp.types
 
-__all__ = ["ERROR_STATUSES", "OUTPUT_SCHEMA", "RESULT_STATUSES", "FieldError", "OutputFile", "ResultStatus",
-           "TechniqueRef", "ToolResult", "format_usd"]
+__all__ = ["ERROR_STATUSES", "OUTPUT_SCHEMA", "RESULT_STATUSES", "FieldError", "InputUpload", "OutputFile",
+           "ResultStatus", "TechniqueRef", "ToolResult", "format_usd"]
 
 ResultStatus = Literal["invalid", "declined", "error", "failed", "timed_out", "running", "pending", "completed"]
 """A result's status, worst first (a call of several runs takes its worst one's). FLORA's four run statuses, and:
@@ -28,7 +28,7 @@ RESULT_STATUSES: tuple[ResultStatus, ...] = get_args(ResultStatus)
 ERROR_STATUSES: frozenset[ResultStatus] = frozenset({"invalid", "error", "failed"})
 """The statuses of a call that failed: MCP's `isError`."""
 # Left out of `structuredContent` when empty, so that a plain result stays short.
-_OMITTED_WHEN_EMPTY = ("error_fields", "runs")
+_OMITTED_WHEN_EMPTY = ("error_fields", "runs", "uploads")
 
 
 def format_usd(amount: float | None) -> str:
@@ -45,6 +45,23 @@ class OutputFile(BaseModel):
     output_id: str
     type: str
     url: str
+    path: str | None = None
+    """Where the output was saved on this machine (FLORA_OUTPUT_DIR)."""
+
+
+class InputUpload(BaseModel):
+    """A local file (or data: value) a call uploaded to FLORA as an input: what left the machine."""
+
+    input: str
+    source: str
+    """The file's path, or `a data: URL`."""
+    size_bytes: int
+    content_type: str
+    asset_id: str
+    url: str
+    """The asset's URL, which the run was given instead of the file."""
+    reused: bool = False
+    """The same bytes were uploaded before: nothing was sent this time."""
 
 
 class TechniqueRef(BaseModel):
@@ -93,6 +110,8 @@ class ToolResult(BaseModel):
     """USD this session has spent so far."""
     runs: list[ToolResult] = Field(default_factory=list)
     """Per-value results of a multiple-value call."""
+    uploads: list[InputUpload] = Field(default_factory=list)
+    """The local files this call uploaded as inputs (or found uploaded already)."""
     data: dict[str, Any] | None = None
     """Payload of the informational tools (flora_list_runs, flora_spend, search, describe)."""
 
@@ -130,8 +149,13 @@ class ToolResult(BaseModel):
                 lines.append(f"Run id: {self.run_id}")
         for field in self.error_fields:
             lines.append(f"- {field.field}: {field.message}")
+        for upload in self.uploads:
+            how = "already uploaded as" if upload.reused else "uploaded as"
+            lines.append(f"Input {upload.input}: {upload.source} ({upload.size_bytes} bytes) {how} {upload.url}")
         for out in self.outputs:
             lines.append(f"Output {out.output_id} ({out.type}): {out.url}")
+            if out.path:
+                lines.append(f"  saved as {out.path}")
         for sub in self.runs:
             lines.append(f"- {sub.summary()}")
         if self.charged_cost is not None:

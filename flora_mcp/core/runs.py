@@ -16,14 +16,14 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from typing import Any
 
 import anyio
 
 from flora_mcp.api.client import FloraClient
-from flora_mcp.api.errors import APIError, IdempotencyError
+from flora_mcp.api.errors import APIError, FloraError, IdempotencyError
 from flora_mcp.api.models import Run, Technique
 from flora_mcp.config import Settings
 from flora_mcp.core.budget import Reservation, SpendLedger
@@ -31,8 +31,10 @@ from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, TechniqueTool
 from flora_mcp.core.confirm import Confirmer
 from flora_mcp.core.confirm import gate as confirm_gate
 from flora_mcp.core.journal import Journal, JournalEntry, JournalWriter
+from flora_mcp.core.local_files import FilePolicy, allowed_folders
+from flora_mcp.core.media_in import MediaInputs, Prepared
 from flora_mcp.core.polling import PollScheduler
-from flora_mcp.core.results import ToolResult
+from flora_mcp.core.results import InputUpload, ToolResult
 from flora_mcp.core.tool_names import GET_RUN
 from flora_mcp.core.translator import CallPhase, combined, from_failure, from_run, refusal
 
@@ -42,6 +44,10 @@ log = logging.getLogger("flora_mcp.core.runs")
 
 ProgressCallback = Callable[[float, str], Awaitable[None]]
 """Called with progress 0-100 (strictly rising) and a message, while a call waits."""
+RootsProvider = Callable[[], Awaitable[Sequence[str] | None]]
+"""The client's MCP roots (`file://` URIs), asked only when a call names a local file; None when it offers none."""
+UPLOAD_SHARE = 10.0
+"""The part of a call's progress (0-100) that its input uploads fill, before its runs report theirs."""
 
 # Clients that reset their timeout on progress (TypeScript SDK, Claude Code) need a notification well within it.
 HEARTBEAT = 1.0
@@ -70,12 +76,20 @@ class _Progress:
         self._last = value
         await self._callback(round(value, 2), message)
 
+    async def uploading(self, sent: int, total: int, message: str) -> None:
+        await self.report(UPLOAD_SHARE * sent / max(total, 1), message)
+
 
 class RunManager:
     """Runs techniques for one FLORA account: create once, wait, resume; the spend is in `ledger`."""
 
-    def __init__(self, client: FloraClient, journal: Journal, settings: Settings, *, account: str) -> None:
+    def __init__(self, client: FloraClient, journal: Journal, settings: Settings, *, account: str,
+                 media: MediaInputs | None = None, local_files: bool = True) -> None:
         self.client = client
+        self.media = media
+        """Uploads local files and data: values given as media inputs; None passes every value through."""
+        self.local_files = local_files
+        """False in hosted mode: the server's disk is not the user's."""
         self.journal = journal
         self.settings = settings
         self.account = account
@@ -99,49 +113,79 @@ class RunManager:
 
     async def run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
                        *, progress: ProgressCallback | None = None, phase: CallPhase | None = None,
-                       confirm: Confirmer | None = None) -> ToolResult:
-        """Validate, cap, confirm, submit and wait for one technique call (one run per value of a multiple input).
+                       confirm: Confirmer | None = None, roots: RootsProvider | None = None) -> ToolResult:
+        """Validate, cap, confirm, upload local inputs, submit and wait for one technique call (one run per value of
+        a multiple input).
 
         `phase` is marked as create requests leave and runs appear, for the caller to classify a failure by.
         `confirm` asks the person when FLORA_CONFIRM_ABOVE says the call needs it (core/confirm.py).
+        `roots` gives the client's MCP roots, which then are the folders local files may come from.
         """
-        result = await self._run_tool(tool, arguments, progress, phase or CallPhase(), confirm)
+        result = await self._run_tool(tool, arguments, progress, phase or CallPhase(), confirm, roots)
         result.session_spend = round(self.session_spend, 6)
         return result
 
     async def _run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
-                        progress: ProgressCallback | None, phase: CallPhase, confirm: Confirmer | None) -> ToolResult:
+                        progress: ProgressCallback | None, phase: CallPhase, confirm: Confirmer | None,
+                        roots: RootsProvider | None) -> ToolResult:
         technique = tool.technique
         args = tool.normalize(arguments)
         problems = tool.validate(args)
+        media = Prepared(args)  # local files and data: values, checked and opened here (no request yet)
+        if self.media is not None:
+            prepared = await self.media.prepare(technique, args, lambda: self._file_policy(roots))
+            if isinstance(prepared, list):
+                problems = sorted([*problems, *prepared], key=lambda problem: problem.field)
+            elif problems:
+                prepared.close()
+            else:
+                media = prepared
         if problems:
             count = len(problems)
             return refusal(tool.name, technique, f"{count} invalid argument{'s' * (count != 1)}: "
                            + ", ".join(p.field for p in problems), problems)
-        count = _run_count(args)
-        if count > MAX_MULTIPLE_VALUES:
-            return refusal(tool.name, technique, f"{count} runs requested; at most {MAX_MULTIPLE_VALUES} per call")
-        combos = _expand(args)
-        admitted = self.ledger.admit(tool.name, technique, len(combos))
-        if isinstance(admitted, ToolResult):
-            return admitted
-        try:
-            # After the caps (a refused call is not worth asking about), before anything is sent; held meanwhile.
-            stopped = await confirm_gate(self.settings.confirm_above, tool.name, technique, args, len(combos),
-                                         self.session_spend, confirm)
-            if stopped is not None:
-                return stopped
-            if len(combos) == 1:
-                return await self._run_one(tool, combos[0], _Progress(progress), admitted, phase)
-            return await self._run_many(tool, combos, progress, admitted, phase)
-        finally:
-            self.ledger.close(admitted)
+        with closing(media):
+            count = _run_count(args)
+            if count > MAX_MULTIPLE_VALUES:
+                return refusal(tool.name, technique, f"{count} runs requested; at most {MAX_MULTIPLE_VALUES} per call")
+            # The price is admitted before any byte is uploaded: a call over a cap sends nothing.
+            admitted = self.ledger.admit(tool.name, technique, count)
+            if isinstance(admitted, ToolResult):
+                return admitted
+            try:
+                # After the caps (a refused call is not worth asking about), before anything is sent (an upload
+                # too); held meanwhile.
+                stopped = await confirm_gate(self.settings.confirm_above, tool.name, technique, args, count,
+                                             self.session_spend, confirm)
+                if stopped is not None:
+                    return stopped
+                reporter = _Progress(progress)
+                uploads: list[InputUpload] = []
+                if self.media is not None and media.needs_upload:
+                    try:
+                        args, uploads = await self.media.upload(media, reporter.uploading)
+                    except FloraError as exc:
+                        return from_failure(tool.name, exc, phase, technique)
+                combos = _expand(args)
+                if len(combos) == 1:
+                    result = await self._run_one(tool, combos[0], reporter, admitted, phase)
+                else:
+                    result = await self._run_many(tool, combos, reporter, admitted, phase)
+                result.uploads = uploads
+                return result
+            finally:
+                self.ledger.close(admitted)
+
+    async def _file_policy(self, roots: RootsProvider | None) -> FilePolicy:
+        offered = await roots() if roots is not None else None
+        folders = allowed_folders(offered, self.settings.input_dirs)
+        return FilePolicy(tuple(folders), allow_local=self.local_files, max_file_bytes=self.settings.max_upload_bytes,
+                          max_data_bytes=self.settings.max_data_url_bytes)
 
     async def _run_many(self, tool: TechniqueTool, combos: list[dict[str, str]],
-                        progress: ProgressCallback | None, reservation: Reservation, phase: CallPhase) -> ToolResult:
+                        overall: _Progress, reservation: Reservation, phase: CallPhase) -> ToolResult:
         results: list[ToolResult | None] = [None] * len(combos)
         shares = [0.0] * len(combos)
-        overall = _Progress(progress)
 
         async def one(index: int, inputs: dict[str, str]) -> None:
             async def share(percent: float, message: str) -> None:

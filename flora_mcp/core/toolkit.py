@@ -16,10 +16,12 @@ from typing import Any
 
 import anyio
 
+from flora_mcp.api.assets import Assets
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.models import Technique
 from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.config import ConfigurationError, Settings
+from flora_mcp.core.asset_memo import AssetMemo
 from flora_mcp.core.builtin import call_run_tool
 from flora_mcp.core.cache import CatalogCache
 from flora_mcp.core.catalog import Catalog
@@ -27,8 +29,10 @@ from flora_mcp.core.compact import call_compact_tool
 from flora_mcp.core.confirm import Confirmer
 from flora_mcp.core.journal import Journal
 from flora_mcp.core.loading import COMPACT_THRESHOLD, CatalogLoader, catalog_cache_for
+from flora_mcp.core.media_in import MediaInputs, WorkspaceChooser
+from flora_mcp.core.media_out import OutputSaver
 from flora_mcp.core.results import ToolResult
-from flora_mcp.core.runs import ProgressCallback, RunManager, account_id
+from flora_mcp.core.runs import ProgressCallback, RootsProvider, RunManager, account_id
 from flora_mcp.core.tool_names import COMPACT_TOOLS, RUN_TOOLS
 from flora_mcp.core.translator import CallPhase, from_failure, refusal
 from flora_mcp.logs import add_secret
@@ -46,10 +50,12 @@ class Toolkit:
         journal: a run journal to share (hosted mode shares one among users); by default one at
             `settings.journal_path()`, closed with the toolkit.
         client: a ready FloraClient (tests, connection sharing); by default one is made from the settings.
+        local_files: whether media inputs may name local files (False in hosted mode: the server's disk is not the
+            user's; `data:` values are still taken, within FLORA_MAX_DATA_URL_BYTES).
     """
 
     def __init__(self, settings: Settings | None = None, *, journal: Journal | None = None,
-                 client: FloraClient | None = None) -> None:
+                 client: FloraClient | None = None, local_files: bool = True) -> None:
         self.settings = settings or Settings()
         key = self.settings.api_key_value() if client is not None else self.settings.require_api_key()
         add_secret(key)
@@ -61,7 +67,13 @@ class Toolkit:
         self._own_journal = journal is None
         self.journal = journal or Journal(self.settings.journal_path())
         self.account = account_id(self.settings.base_url, key or "")
-        self.runs = RunManager(self.client, self.journal, self.settings, account=self.account)
+        self.assets = Assets(self.client)
+        self._memo = AssetMemo(self.journal.path)
+        self.media = MediaInputs(self.assets, self._memo, self.account,
+                                 WorkspaceChooser(self.client, self.settings.workspace_id))
+        self.runs = RunManager(self.client, self.journal, self.settings, account=self.account, media=self.media,
+                               local_files=local_files)
+        self.outputs = OutputSaver(self.settings)
         self.loader = CatalogLoader(self.client, self.settings, catalog_cache_for(self.settings, key))
 
     async def __aenter__(self) -> Toolkit:
@@ -81,6 +93,7 @@ class Toolkit:
             await self.client.aclose()
         if self._own_journal:
             self.journal.close()
+        self._memo.close()
 
     # The catalog (see CatalogLoader) ----------------------------------------------------------------------------
 
@@ -146,59 +159,75 @@ class Toolkit:
         return export_tools(self.tool_definitions(), fmt)
 
     async def previews(self, result: ToolResult) -> list[Any]:
-        """Small previews of a result's image outputs as MCP image content, when FLORA_PREVIEW is on.
+        """MCP content beside a result's text: a `resource_link` per output (and per saved file), and small previews
+        of its image outputs unless FLORA_PREVIEW is off.
 
-        Never raises: a preview is a nicety, and the result goes without it (the failure is logged).
+        Never raises: these are niceties, and the result goes without them (the failure is logged).
         """
-        if not self.settings.preview or not result.outputs:
+        if not result.outputs:
             return []
+        from flora_mcp.core.media_out import result_links
+
+        links: list[Any] = result_links(result)
+        if not self.settings.preview:
+            return links
         from flora_mcp.core.previews import make_previews
 
         try:
-            return await make_previews(result.outputs, flora_base_url=self.settings.base_url)
+            return [*links, *await make_previews(result.outputs, flora_base_url=self.settings.base_url)]
         except Exception:
             log.exception("previews failed; the result goes without them")
-            return []
+            return links
 
     # Calls -------------------------------------------------------------------------------------------------------
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None, *,
                    progress: ProgressCallback | None = None, phase: CallPhase | None = None,
-                   confirm: Confirmer | None = None) -> ToolResult:
+                   confirm: Confirmer | None = None, roots: RootsProvider | None = None) -> ToolResult:
         """Execute one tool call; never raises for a failed call: the result says what went wrong.
 
         Args:
             name: a tool name from `tool_definitions()`.
-            arguments: the tool's arguments.
-            progress: awaited with (percent 0-100, message) while the call waits for its run.
+            arguments: the tool's arguments; a media input may name a local file or a `data:` URL, uploaded first.
+            progress: awaited with (percent 0-100, message) while the call uploads and waits for its run.
             phase: for a caller that wraps more work around the call (MCP tasks): marked as the call's create
                 requests leave and its runs appear, so that a later failure is classified by it too.
             confirm: asks the person before a call FLORA_CONFIRM_ABOVE says needs it (see `flora_mcp.core.confirm`);
                 without it such a call is refused, never run unasked.
+            roots: the client's MCP roots, asked when a call names a local file: the folders it may come from.
 
         Returns:
-            The ToolResult: status, run id, outputs, cost, error and next step.
+            The ToolResult: status, run id, outputs (saved under FLORA_OUTPUT_DIR when set), cost, uploads, error
+            and next step.
         """
         phase = phase or CallPhase()
         try:
-            return await self._dispatch(name, dict(arguments or {}), progress, phase, confirm)
+            result = await self._dispatch(name, dict(arguments or {}), progress, phase, confirm, roots)
         except Exception as exc:
             return from_failure(name, exc, phase)
+        return await self.outputs.save(result, self._tool_name_for(result))
 
     async def _dispatch(self, name: str, args: dict[str, Any], progress: ProgressCallback | None,
-                        phase: CallPhase, confirm: Confirmer | None) -> ToolResult:
+                        phase: CallPhase, confirm: Confirmer | None, roots: RootsProvider | None = None
+                        ) -> ToolResult:
         catalog = await self.wait_for_catalog()
         if name in RUN_TOOLS:
             return await call_run_tool(name, args, self.runs, technique_for=self._technique_by_id,
                                        progress=progress, phase=phase)
         if name in COMPACT_TOOLS:
             return await call_compact_tool(name, args, catalog, self.runs, progress=progress, phase=phase,
-                                           confirm=confirm)
+                                           confirm=confirm, roots=roots)
         tool = catalog.get(name)
         if tool is None:
             return refusal(name, None, f"There is no tool named {name!r}.", code="unknown_tool",
                            next_step="List the tools again; the catalog may have changed.")
-        return await self.runs.run_tool(tool, args, progress=progress, phase=phase, confirm=confirm)
+        return await self.runs.run_tool(tool, args, progress=progress, phase=phase, confirm=confirm, roots=roots)
+
+    def _tool_name_for(self, result: ToolResult) -> str:
+        """The technique's own tool name, which output files are named by (also for flora_get_run's results)."""
+        catalog = self.loader.current
+        tool = catalog.find(result.technique.technique_id) if catalog is not None and result.technique else None
+        return tool.name if tool is not None else result.tool
 
     def _technique_by_id(self, technique_id: str | None) -> Technique | None:
         catalog = self.loader.current

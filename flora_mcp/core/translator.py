@@ -9,6 +9,7 @@ so an exception raised anywhere (FLORA's or a bug of ours) is judged by the same
     it needs a yes and nobody can be asked               invalid   confirmation_unavailable            -
     nothing was sent, and flora-mcp failed               invalid   internal_error                      -
     nothing was sent: FLORA unreachable or said no       error     FLORA's (connection_error, ...)     -
+    an input file was sent but is no usable asset        error     upload_failed                       -
     a create left and no answer says what it did         error     outcome_unknown                     -
     a create left; FLORA has a run for it, not found     error     already_submitted                   -
     a run exists (created or asked for), then a failure  error     FLORA's, or internal_error          always
@@ -30,6 +31,7 @@ from flora_mcp.api.errors import (
     APIStatusError,
     FloraError,
     IdempotencyError,
+    UploadError,
 )
 from flora_mcp.api.models import Run, Technique
 from flora_mcp.core.results import RESULT_STATUSES, FieldError, OutputFile, TechniqueRef, ToolResult, format_usd
@@ -224,6 +226,8 @@ _NEXT_STEP_BY_CODE = {
     "forbidden": "This key may not do this: check its access and FLORA_WORKSPACE_ID.",
     "not_found": "FLORA does not know this technique or run (any more); list the tools again.",
     "unknown_error": "FLORA failed on its side; try again in a minute.",
+    "workspace_required": "Nothing was submitted or charged. Set FLORA_WORKSPACE_ID to one of the workspaces named, "
+                          "then call again.",
 }
 _INTERNAL = "flora-mcp failed unexpectedly; the details are in its log."
 
@@ -256,9 +260,13 @@ def from_failure(tool: str, exc: BaseException, phase: CallPhase | None,
         _maybe_created(result, api, exc)
     elif api is not None:
         result.next_step = _next_step(api)
+    elif isinstance(exc, UploadError) and exc.sent:
+        result.next_step = ("The file was sent to FLORA but did not become a usable asset; no run was started and "
+                            "nothing was charged. Check the file, or give an https URL instead.")
     else:
         result.status = "invalid"
-        result.next_step = "Nothing was submitted or charged. Try again; report the problem if it persists."
+        result.next_step = _NEXT_STEP_BY_CODE.get(
+            result.error_code or "", "Nothing was submitted or charged. Try again; report the problem if it persists.")
     return result
 
 

@@ -63,7 +63,7 @@ class ToolkitPool:
         if per_user_keys:
             self.journal = Journal(settings.journal_path())
         else:
-            self.shared = Toolkit(settings)
+            self.shared = Toolkit(settings, local_files=False)  # the server's disk is not the user's
 
     @property
     def ready(self) -> bool:
@@ -121,7 +121,7 @@ class ToolkitPool:
         if self._loaders is None:
             raise RuntimeError("ToolkitPool.running() is not entered")
         settings = self.settings.model_copy(update={"api_key": SecretStr(flora_key)})
-        toolkit = Toolkit(settings, journal=self.journal)
+        toolkit = Toolkit(settings, journal=self.journal, local_files=False)
         if self._stopping:
             toolkit.runs.stop_waiting()
         entry = _Entry(toolkit)

@@ -24,6 +24,7 @@ from flora_mcp.server import identity
 from flora_mcp.server.confirm import ConfirmationRounds, request_state_boundary
 from flora_mcp.server.identity import INSTRUCTIONS
 from flora_mcp.server.notifications import ToolListNotifier
+from flora_mcp.server.roots import roots_of
 from flora_mcp.server.tasks import install_tasks
 
 __all__ = ["INSTRUCTIONS", "ToolkitResolver", "create_server"]
@@ -97,7 +98,7 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
             await ctx.session.report_progress(percent, 100.0, message)
 
         result = await toolkit.call(params.name, params.arguments or {}, progress=progress,
-                                    confirm=confirmation.confirmer)
+                                    confirm=confirmation.confirmer, roots=roots_of(ctx.session))
         if confirmation.asked is not None and result.error_code == CONFIRMATION_REQUIRED:
             return rounds.input_required(confirmation.asked, toolkit.account)  # 2026: the retry brings the answer
         return result.to_call_tool_result(await toolkit.previews(result))

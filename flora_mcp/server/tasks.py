@@ -50,9 +50,11 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.methods import serialize_server_result
 
 from flora_mcp.core.results import ToolResult
+from flora_mcp.core.runs import RootsProvider
 from flora_mcp.core.tool_names import GET_RUN, RUN
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.core.translator import CallPhase, cancelled_task, from_failure
+from flora_mcp.server.roots import roots_of
 
 __all__ = ["TASKS_VERSION", "TaskStore", "install_tasks"]
 
@@ -138,7 +140,8 @@ class TaskStore:
                 self._group = None
                 group.cancel_scope.cancel()
 
-    def start(self, toolkit: Toolkit, name: str, arguments: dict[str, Any], ttl_ms: int | None) -> _Entry:
+    def start(self, toolkit: Toolkit, name: str, arguments: dict[str, Any], ttl_ms: int | None,
+              roots: RootsProvider | None = None) -> _Entry:
         """A new working task whose call runs in the background."""
         if self._group is None:
             raise MCPError(INTERNAL_ERROR, "tasks are not available: the server is not running")
@@ -151,7 +154,7 @@ class TaskStore:
         entry = _Entry(task_id=uuid.uuid4().hex, owner=owner, tool=name, ttl_ms=ttl,
                        poll_ms=int(toolkit.settings.poll_interval * 1000))
         self._tasks[entry.task_id] = entry
-        self._group.start_soon(_work, entry, toolkit, name, arguments)
+        self._group.start_soon(_work, entry, toolkit, name, arguments, roots)
         return entry
 
     def get(self, owner: str, task_id: str) -> _Entry:
@@ -181,14 +184,15 @@ class TaskStore:
                 del self._tasks[task_id]
 
 
-async def _work(entry: _Entry, toolkit: Toolkit, name: str, arguments: dict[str, Any]) -> None:
+async def _work(entry: _Entry, toolkit: Toolkit, name: str, arguments: dict[str, Any],
+                roots: RootsProvider | None = None) -> None:
     async def progress(percent: float, message: str) -> None:
         entry.update(f"{message} ({percent:.0f}%)")
 
     phase = CallPhase()
     with entry.scope:
         try:
-            result = await toolkit.call(name, arguments, progress=progress, phase=phase)
+            result = await toolkit.call(name, arguments, progress=progress, phase=phase, roots=roots)
             result = await _until_the_run_ends(toolkit, name, result, progress)
             answer = result.to_call_tool_result(await toolkit.previews(result))
         except Exception as exc:
@@ -293,7 +297,7 @@ def install_tasks(server: Server[Any], resolve: Resolver) -> Server[Any]:
         if not task_capable(toolkit, request.name):
             raise MCPError(METHOD_NOT_FOUND, f"Tool {request.name!r} does not support task-augmented calls")
         entry = store.start(toolkit, request.name, dict(request.arguments or {}),
-                            request.task.ttl if request.task else None)
+                            request.task.ttl if request.task else None, roots_of(ctx.session))
         created = types.CreateTaskResult(task=entry.task()).model_dump(by_alias=True, mode="json", exclude_none=True)
         created["task"]["ttl"] = entry.ttl_ms
         created["_meta"] = {IMMEDIATE_RESPONSE: (

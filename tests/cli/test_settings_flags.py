@@ -130,5 +130,5 @@ def test_the_help_is_the_fields_description_variable_and_default() -> None:
             continue
         assert info.description in helps[field] and f"FLORA_{field.upper()}" in helps[field]
     assert "default: 50)" in helps["max_wait"] and "default: auto)" in helps["tools_mode"]
-    assert "default: off)" in helps["preview"] and "default: unset)" in helps["session_budget"]
+    assert "default: on)" in helps["preview"] and "default: unset)" in helps["session_budget"]
     build_parser().format_help()  # a `%` in a description would break argparse's formatting here

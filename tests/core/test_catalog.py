@@ -75,11 +75,13 @@ def test_input_schema_is_flat_typed_and_closed() -> None:
     assert schema["type"] == "object" and schema["additionalProperties"] is False
     assert schema["required"] == ["input_image", "clip", "frames", "element"]
     props = schema["properties"]
-    assert props["input_image"]["type"] == "string" and props["input_image"]["format"] == "uri"
+    # A local path is no URI: no `format: uri`, which would make a client refuse one; the description says what goes.
+    assert props["input_image"]["type"] == "string" and "format" not in props["input_image"]
     assert "16:9" in props["input_image"]["description"]
+    assert "local file path" in props["input_image"]["description"]
     assert "format" not in props["caption"] and "Overlay text" in props["caption"]["description"]
-    assert props["clip"]["format"] == "uri" and "5 s" in props["clip"]["description"]
-    assert props["frames"]["type"] == "array" and props["frames"]["items"]["format"] == "uri"
+    assert "format" not in props["clip"] and "5 s" in props["clip"]["description"]
+    assert props["frames"]["type"] == "array" and "format" not in props["frames"]["items"]
     assert "format" not in props["element"] and "element id" in props["element"]["description"]
     text = str(schema)
     assert "$ref" not in text and "anyOf" not in text
@@ -125,7 +127,8 @@ VALIDATION = Technique.model_validate({"technique_id": "tech_v", "slug": "v", "n
         pytest.param({}, ["image"], id="missing"),
         pytest.param({"image": "https://x/a.png", "nope": "1"}, ["nope"], id="unknown"),
         pytest.param({"image": 5}, ["image"], id="wrong-type"),
-        pytest.param({"image": "not a url"}, ["image"], id="not-a-url"),
+        pytest.param({"image": "https:///no-host.png"}, ["image"], id="url-without-host"),
+        pytest.param({"image": "photo.png"}, [], id="a-local-path-is-checked-later"),
         pytest.param({"image": "ftp://x/a.png"}, ["image"], id="bad-scheme"),
         pytest.param({"image": ""}, ["image"], id="empty"),
         pytest.param({"prompt": 1, "zzz": 2}, ["image", "prompt", "zzz"], id="every-bad-field-named"),

@@ -163,10 +163,14 @@ def media_for(box: Sandbox, memo: AssetMemo | None = None, workspace: str | None
     return MediaInputs(assets, memo or AssetMemo(":memory:"), "acct", WorkspaceChooser(client, workspace))
 
 
-def prepared(media: MediaInputs, args: dict[str, object], folder: Path) -> Prepared:
-    ready = media.prepare(COMPOSITE, args, policy(folder))
+async def prepared(media: MediaInputs, args: dict[str, object], folder: Path) -> Prepared:
+    ready = await media.prepare(COMPOSITE, args, lambda: _ready(policy(folder)))
     assert isinstance(ready, Prepared), ready
     return ready
+
+
+async def _ready(rules: FilePolicy) -> FilePolicy:
+    return rules
 
 
 @pytest.mark.anyio
@@ -176,12 +180,12 @@ async def test_local_and_data_values_become_asset_urls_and_urls_pass_through(box
     data = "data:image/png;base64," + base64.b64encode(png_bytes(color=(0, 0, 255))).decode()
     args = {"left_image": "photo.png", "right_image": str(folder / "right.jpg"), "more": [data, box.sample_url(
         "logo.png")], "element": "el_abc", "caption": "hi"}
-    ready = prepared(media, args, folder)
+    ready = await prepared(media, args, folder)
     sent = []
     new_args, uploads = await media.upload(ready, lambda done, total, message: sent.append((done, total)))
     ready.close()
     by_id = {asset.asset_id: asset for asset in box.assets}
-    assert len(by_id) == 3 and [u.input_id for u in uploads] == ["left_image", "right_image", "more"]
+    assert len(by_id) == 3 and [u.input for u in uploads] == ["left_image", "right_image", "more"]
     for upload in uploads:
         assert upload.url == by_id[upload.asset_id].to_json(box.origin)["url"]
         assert not upload.reused
@@ -198,15 +202,15 @@ async def test_local_and_data_values_become_asset_urls_and_urls_pass_through(box
 async def test_the_same_bytes_are_uploaded_once_per_workspace(box: Sandbox, folder: Path, tmp_path: Path) -> None:
     write(folder / "copy.png", PNG)
     memo = AssetMemo(str(tmp_path / "journal.sqlite3"))
-    first = prepared(media_for(box, memo), {"left_image": "photo.png", "right_image": "copy.png"}, folder)
+    first = await prepared(media_for(box, memo), {"left_image": "photo.png", "right_image": "copy.png"}, folder)
     _, uploads = await media_for(box, memo).upload(first)
     first.close()
     assert [u.reused for u in uploads] == [False, True] and uploads[0].asset_id == uploads[1].asset_id
-    again = prepared(media_for(box, memo), {"left_image": "copy.png", "right_image": "photo.png"}, folder)
+    again = await prepared(media_for(box, memo), {"left_image": "copy.png", "right_image": "photo.png"}, folder)
     _, later = await media_for(box, memo).upload(again)
     again.close()
     assert all(u.reused for u in later) and len(box.requests_for("create_asset")) == 1
-    other = prepared(media_for(box, memo, "ws_other"), {"left_image": "photo.png", "right_image": "photo.png"},
+    other = await prepared(media_for(box, memo, "ws_other"), {"left_image": "photo.png", "right_image": "photo.png"},
                      folder)
     assert len(box.requests_for("create_asset")) == 1
     other.close()
@@ -215,8 +219,8 @@ async def test_the_same_bytes_are_uploaded_once_per_workspace(box: Sandbox, fold
 @pytest.mark.anyio
 async def test_refusals_name_input_value_and_reason_and_send_nothing(box: Sandbox, folder: Path) -> None:
     write(folder / ".hidden.png", PNG)
-    problems = media_for(box).prepare(COMPOSITE, {"left_image": ".hidden.png", "right_image": "/etc/passwd"},
-                                      policy(folder))
+    problems = await media_for(box).prepare(COMPOSITE, {"left_image": ".hidden.png", "right_image": "/etc/passwd"},
+                                            lambda: _ready(policy(folder)))
     assert problems == [
         FieldError(field="left_image", message="'.hidden.png' refused: hidden files and folders are never read "
                                                "(.hidden.png)"),

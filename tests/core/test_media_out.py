@@ -85,9 +85,9 @@ async def test_several_runs_outputs_are_saved_and_failures_named(box: Sandbox, t
 
 async def test_resource_links_point_at_the_url_and_at_the_saved_file(box: Sandbox, tmp_path: Path) -> None:
     output = street(box)
+    assert [link.uri for link in resource_links("cctv-cam", [output])] == [output.url]
     saved = await save_output(output, tmp_path, tool="cctv-cam", run_id="run_1", flora_base_url=box.base_url)
-    links = resource_links("cctv-cam", "run_1", [output], [saved])
+    links = resource_links("cctv-cam", [output.model_copy(update={"path": str(saved.path)})])
     assert [(link.uri, link.mime_type) for link in links] == [(output.url, "image/png"),
                                                                (saved.path.resolve().as_uri(), "image/png")]
     assert links[1].size == saved.size_bytes and links[1].name == saved.path.name
-    assert [link.uri for link in resource_links("cctv-cam", "run_2", [output], [saved])] == [output.url]

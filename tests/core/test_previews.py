@@ -232,9 +232,10 @@ async def test_a_real_sandbox_image_arrives_as_a_small_preview_next_to_its_url(s
     async with Toolkit(settings_for(sandbox, preview=True)) as kit, mcp_client(kit) as client:
         result = await client.call_tool("cctv-cam", {"input_image": sandbox.sample_url("street.png")})
     assert result.is_error is False
-    text, *rest = result.content
+    text, link, *rest = result.content
     url = (result.structured_content or {})["outputs"][0]["url"]
     assert isinstance(text, types.TextContent) and url in text.text
+    assert isinstance(link, types.ResourceLink) and link.uri == url
     assert len(rest) == 1 and isinstance(rest[0], types.ImageContent)
     preview = Image.open(io.BytesIO(base64.b64decode(rest[0].data)))
     full = sandbox.requests_for("files")
@@ -244,11 +245,15 @@ async def test_a_real_sandbox_image_arrives_as_a_small_preview_next_to_its_url(s
 
 
 @pytest.mark.anyio
-async def test_previews_are_off_by_default_and_never_for_audio(sandbox: Sandbox) -> None:
+async def test_previews_are_on_by_default_off_when_asked_and_never_for_audio(sandbox: Sandbox) -> None:
     async with Toolkit(settings_for(sandbox)) as kit, mcp_client(kit) as client:
+        shown = await client.call_tool("qr-code-generator", {"content": "a preview"})
+    assert [c.type for c in shown.content] == ["text", "resource_link", "image"]
+    fetched = len(sandbox.requests_for("files"))
+    async with Toolkit(settings_for(sandbox, preview=False)) as kit, mcp_client(kit) as client:  # FLORA_PREVIEW=off
         plain = await client.call_tool("qr-code-generator", {"content": "no preview"})
-    assert [c.type for c in plain.content] == ["text"]
+    assert [c.type for c in plain.content] == ["text", "resource_link"]
     async with Toolkit(settings_for(sandbox, preview=True)) as kit, mcp_client(kit) as client:
         tone = await client.call_tool("tone-generator", {"frequency": "440"})
-    assert tone.is_error is False and [c.type for c in tone.content] == ["text"]
-    assert sandbox.requests_for("files") == []
+    assert tone.is_error is False and [c.type for c in tone.content] == ["text", "resource_link"]
+    assert len(sandbox.requests_for("files")) == fetched == 1

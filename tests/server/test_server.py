@@ -61,12 +61,13 @@ async def test_cctv_cam_schema_is_exact(client: Client) -> None:
     assert tool.input_schema == {
         "type": "object",
         "properties": {"input_image": {
-            "type": "string", "minLength": 1, "format": "uri",
+            "type": "string", "minLength": 1,
             "description": tool.input_schema["properties"]["input_image"]["description"]}},
         "required": ["input_image"],
         "additionalProperties": False,
     }
-    assert "URL of an image" in tool.input_schema["properties"]["input_image"]["description"]
+    assert "An image: an https URL, a data: URL, or a local file path" in (
+        tool.input_schema["properties"]["input_image"]["description"])
     assert tool.output_schema is not None and tool.output_schema["required"] == ["status", "outputs"]
     assert tool.annotations is not None and tool.annotations.open_world_hint is True
     assert tool.annotations.read_only_hint is False and tool.annotations.idempotent_hint is False
