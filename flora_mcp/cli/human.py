@@ -1,8 +1,11 @@
-"""The verbs for people at a terminal: `techniques`, `describe TECHNIQUE` and `run TECHNIQUE key=value ...`.
+"""The verbs for people at a terminal: `techniques`, `describe TECHNIQUE`, `run TECHNIQUE key=value ...` and
+`upload FILE ...`.
 
-`run` goes through `Toolkit.call`, exactly as an MCP tool call does: the same validation, cost caps, retries, journal
-and result. Tables and results go to stdout; progress, warnings and errors go to stderr, so `--json` output can be
-piped. `--download DIR` saves the outputs under the same URL policy as previews (`flora_mcp.core.previews`).
+`run` goes through `Toolkit.call`, exactly as an MCP tool call does: the same validation, cost caps, uploads of local
+files, retries, journal and result. A relative path is read from the current folder; files may come from it and from
+the home folder (or FLORA_INPUT_DIRS). Tables and results go to stdout; progress, warnings and errors go to stderr, so
+`--json` output can be piped. `--download DIR` saves the outputs with the code FLORA_OUTPUT_DIR uses
+(`flora_mcp.core.media_out`, through the fetch guard). `upload` prints the asset URL of each file.
 
 Exit codes:
     0: the command did what it was asked (`run`: the run completed, and every output was saved with --download).
@@ -18,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import mimetypes
 import os
-import re
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 import anyio
+import anyio.to_thread
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -37,18 +38,14 @@ from rich.table import Table
 from flora_mcp.config import Settings
 from flora_mcp.core.catalog import URL_TYPES, TechniqueTool, format_usd
 from flora_mcp.core.confirm import Answer, Confirmation
-from flora_mcp.core.previews import FetchRefused, open_output
-from flora_mcp.core.results import ToolResult
+from flora_mcp.core.media_out import save_outputs
+from flora_mcp.core.results import OutputFile, ToolResult
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "MAX_DOWNLOAD_BYTES", "parse_inputs", "run_command"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "download_outputs", "parse_inputs", "run_command"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-MAX_DOWNLOAD_BYTES = 2 * 1024**3
-"""The largest output file `--download` saves; a video can be large, but not without bound."""
-DOWNLOAD_TIMEOUT = 300.0
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class UsageError(Exception):
@@ -76,6 +73,12 @@ async def run_command(command: str, settings: Settings, args: argparse.Namespace
     from flora_mcp.core.startup import open_toolkit
 
     out, err = _console(sys.stdout), _console(sys.stderr)
+    if not settings.input_dirs:
+        # A person at a terminal means a relative path from where they are; files may come from there or from home.
+        folders = dict.fromkeys([str(Path.cwd()), str(Path.home())])
+        settings = settings.model_copy(update={"input_dirs": os.pathsep.join(folders)})
+    if command == "upload":
+        return await _upload(settings, args, out, err)
     if command == "run":
         try:
             inputs = parse_inputs(args.inputs)
@@ -120,6 +123,39 @@ async def run_command(command: str, settings: Settings, args: argparse.Namespace
 
 _USAGE_CODES = frozenset({"invalid_arguments", "cost_cap_exceeded", "unknown_tool", "unknown_technique",
                           "confirmation_unavailable"})
+
+
+async def _upload(settings: Settings, args: argparse.Namespace, out: Console, err: Console) -> int:
+    """`flora-mcp upload FILE...`: each file as a FLORA asset, its URL printed (what leaves the machine, listed)."""
+    from flora_mcp.api.errors import FloraError, UploadError
+    from flora_mcp.cli.sandbox import settings_with_sandbox
+    from flora_mcp.core.toolkit import Toolkit
+
+    async with settings_with_sandbox(settings, args.sandbox) as effective:
+        toolkit = Toolkit(effective)
+        try:
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+            with Progress(*columns, console=err, transient=True) as bar:
+                task = bar.add_task("uploading", total=100.0)
+
+                async def progress(percent: float, message: str) -> None:
+                    bar.update(task, completed=percent, description=escape(message))
+
+                uploads = await toolkit.upload_files(args.files, progress=progress)
+        except FloraError as exc:
+            err.print(f"flora-mcp: {escape(exc.message)}")
+            return EXIT_USAGE if isinstance(exc, UploadError) and not exc.sent else EXIT_FAILED
+        finally:
+            await toolkit.aclose()
+    if args.json:
+        sys.stdout.write(json.dumps([u.model_dump() for u in uploads], indent=2) + "\n")
+        return EXIT_OK
+    for upload in uploads:
+        again = " (already uploaded)" if upload.reused else ""
+        err.print(f"{escape(upload.source)}: {upload.size_bytes} bytes, {upload.content_type}, asset "
+                  f"{upload.asset_id}{again}")
+        out.print(upload.url, soft_wrap=True)
+    return EXIT_OK
 
 
 def exit_code(result: ToolResult) -> int:
@@ -260,12 +296,15 @@ def show_result(console: Console, result: ToolResult, saved: list[Path]) -> None
             console.print(f"Run id: {result.run_id}")
     for field in result.error_fields:
         console.print(f"  - {escape(field.field)}: {escape(field.message)}")
+    for upload in result.uploads:
+        how = "already uploaded as" if upload.reused else "uploaded as"
+        console.print(f"Input {escape(upload.input)}: {escape(upload.source)} {how} {escape(upload.url)}")
     if result.outputs:
         table = Table("Output", "Type", "URL")
         for output in result.outputs:
             table.add_row(escape(output.output_id), output.type, escape(output.url))
         console.print(table)
-    for path in saved:
+    for path in saved or [Path(o.path) for o in result.outputs if o.path]:
         console.print(f"Saved {escape(str(path))}")
     if result.charged_cost is not None:
         console.print(f"Charged: {format_usd(result.charged_cost)}")
@@ -275,60 +314,26 @@ def show_result(console: Console, result: ToolResult, saved: list[Path]) -> None
         console.print(f"Next: {escape(result.next_step)}")
 
 
-def _filename(run_id: str | None, output_id: str, url: str, content_type: str) -> str:
-    suffix = PurePosixPath(urlsplit(url).path).suffix
-    if not suffix or len(suffix) > 6:
-        suffix = mimetypes.guess_extension(content_type) or ""
-    stem = _UNSAFE.sub("_", f"{run_id}-{output_id}" if run_id else output_id).strip("._") or "output"
-    return f"{stem}{suffix}"
-
-
-def _unused(path: Path) -> Path:
-    candidate, n = path, 1
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        n += 1
-    return candidate
-
-
 async def download_outputs(result: ToolResult, directory: Path, *, flora_base_url: str,
                            err: Console) -> tuple[list[Path], bool]:
-    """Save every output of a result into `directory` (made if missing), never overwriting a file.
+    """Save every output of a result into `directory` (made if missing), never overwriting a file: the code that
+    FLORA_OUTPUT_DIR uses (`flora_mcp.core.media_out`), so the names are `{tool}-{run_id}-{output_id}.{ext}`.
 
     Returns:
         The files saved, and whether any output could not be saved.
     """
-    await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
     runs = result.runs or [result]
-    saved: list[Path] = []
-    failed = False
+    kept: dict[tuple[str | None, str], Path] = {}
+    todo: list[tuple[str | None, list[OutputFile]]] = []
     for run in runs:
-        for output in run.outputs:
-            try:
-                saved.append(await _download(output.url, directory, run.run_id, output.output_id,
-                                             flora_base_url=flora_base_url))
-            except (FetchRefused, OSError) as exc:
-                failed = True
-                err.print(f"flora-mcp: output {escape(output.output_id)} not saved: {escape(str(exc))}")
-    return saved, failed
-
-
-async def _download(url: str, directory: Path, run_id: str | None, output_id: str, *, flora_base_url: str) -> Path:
-    with anyio.fail_after(DOWNLOAD_TIMEOUT):
-        async with open_output(url, flora_base_url=flora_base_url) as response:
-            media_type = response.headers.get("content-type", "").split(";")[0].strip()
-            path = _unused(directory / _filename(run_id, output_id, url, media_type))
-            partial = path.with_name(path.name + ".part")
-            size = 0
-            try:
-                async with await anyio.open_file(partial, "xb") as file:
-                    async for chunk in response.aiter_bytes(64 * 1024):
-                        size += len(chunk)
-                        if size > MAX_DOWNLOAD_BYTES:
-                            raise FetchRefused(f"more than the {MAX_DOWNLOAD_BYTES}-byte cap")
-                        await file.write(chunk)
-                await anyio.Path(partial).rename(path)
-            except BaseException:
-                await anyio.Path(partial).unlink(missing_ok=True)
-                raise
-    return path
+        for output in run.outputs:  # already saved there under FLORA_OUTPUT_DIR: not a second copy
+            if output.path and Path(output.path).parent.resolve() == directory.resolve():
+                kept[(run.run_id, output.output_id)] = Path(output.path)
+        todo.append((run.run_id, [o for o in run.outputs if (run.run_id, o.output_id) not in kept]))
+    saved, failed = await save_outputs(todo, directory, tool=result.tool, flora_base_url=flora_base_url)
+    for output_id, reason in failed:
+        err.print(f"flora-mcp: output {escape(output_id)} not saved: {escape(reason)}")
+    new = {(item.run_id, item.output_id): item.path for item in saved}
+    paths = [kept.get((run.run_id, o.output_id)) or new.get((run.run_id, o.output_id)) for run in runs
+             for o in run.outputs]
+    return [path for path in paths if path is not None], bool(failed)

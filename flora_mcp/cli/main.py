@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="Print the result as JSON.")
     run.add_argument("--yes", "-y", action="store_true",
                      help="Accept the price without asking (when FLORA_CONFIRM_ABOVE would ask).")
+    upload = sub.add_parser("upload", parents=[verb_parent],
+                            help="Upload files as FLORA assets and print their URLs: flora-mcp upload photo.jpg")
+    upload.add_argument("files", nargs="+", metavar="FILE", help="A path, file:// URI or data: URL.")
+    upload.add_argument("--json", action="store_true", help="Print what was uploaded as JSON.")
     return parser
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,18 +124,26 @@ class MediaInputs:
     async def prepare(self, technique: Technique, args: Mapping[str, Any],
                       policy_for: PolicyProvider) -> Prepared | list[FieldError]:
         """Check and open every local value of the media inputs; the refusals when any is refused (all closed)."""
+        wanted = [(io.id, KIND_BY_INPUT_TYPE[io.type], io.accepts_element) for io in technique.inputs or []
+                  if io.type in KIND_BY_INPUT_TYPE and io.id in args]
+        return await self._prepare(args, wanted, policy_for)
+
+    async def prepare_files(self, files: Sequence[str], policy_for: PolicyProvider) -> Prepared | list[FieldError]:
+        """Check and open files to upload on their own (`flora-mcp upload`): any FLORA media, named `file 1`, ..."""
+        args = {f"file {index}": value for index, value in enumerate(files, 1)}
+        return await self._prepare(args, [(name, None, False) for name in args], policy_for)
+
+    async def _prepare(self, args: Mapping[str, Any], wanted: Sequence[tuple[str, str | None, bool]],
+                       policy_for: PolicyProvider) -> Prepared | list[FieldError]:
         prepared = Prepared(dict(args))
         problems: list[FieldError] = []
         policy: FilePolicy | None = None
-        for io in technique.inputs or []:
-            kind = KIND_BY_INPUT_TYPE.get(io.type)
-            if kind is None or io.id not in args:
-                continue
-            value = args[io.id]
+        for input_id, kind, accepts_element in wanted:
+            value = args[input_id]
             for index, item in enumerate(value) if isinstance(value, list) else [(None, value)]:
                 if not isinstance(item, str) or not item:
                     continue
-                what = classify(item, accepts_element=io.accepts_element)
+                what = classify(item, accepts_element=accepts_element)
                 if what in ("url", "element"):
                     continue
                 policy = policy or await policy_for()
@@ -143,9 +151,9 @@ class MediaInputs:
                     media = policy.check_data(item, kind) if what == "data" else policy.check_path(item, kind)
                 except Refused as refused:
                     shown = "a data: URL" if what == "data" else repr(item)
-                    problems.append(FieldError(field=io.id, message=f"{shown} refused: {refused}"))
+                    problems.append(FieldError(field=input_id, message=f"{shown} refused: {refused}"))
                     continue
-                prepared.slots.append(_Slot(io.id, index, media))
+                prepared.slots.append(_Slot(input_id, index, media))
         if problems:
             prepared.close()
             return problems

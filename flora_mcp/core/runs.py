@@ -133,7 +133,7 @@ class RunManager:
         problems = tool.validate(args)
         media = Prepared(args)  # local files and data: values, checked and opened here (no request yet)
         if self.media is not None:
-            prepared = await self.media.prepare(technique, args, lambda: self._file_policy(roots))
+            prepared = await self.media.prepare(technique, args, lambda: self.file_policy(roots))
             if isinstance(prepared, list):
                 problems = sorted([*problems, *prepared], key=lambda problem: problem.field)
             elif problems:
@@ -176,7 +176,8 @@ class RunManager:
             finally:
                 self.ledger.close(admitted)
 
-    async def _file_policy(self, roots: RootsProvider | None) -> FilePolicy:
+    async def file_policy(self, roots: RootsProvider | None) -> FilePolicy:
+        """Which local files a call may read: from the client's roots when it offers them (see `allowed_folders`)."""
         offered = await roots() if roots is not None else None
         folders = allowed_folders(offered, self.settings.input_dirs)
         return FilePolicy(tuple(folders), allow_local=self.local_files, max_file_bytes=self.settings.max_upload_bytes,

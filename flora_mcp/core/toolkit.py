@@ -11,13 +11,15 @@ The MCP server is built on this class: what a pipeline gets here is exactly what
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import closing
 from typing import Any
 
 import anyio
 
 from flora_mcp.api.assets import Assets
 from flora_mcp.api.client import FloraClient
+from flora_mcp.api.errors import UploadError
 from flora_mcp.api.models import Technique
 from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.config import ConfigurationError, Settings
@@ -31,7 +33,7 @@ from flora_mcp.core.journal import Journal
 from flora_mcp.core.loading import COMPACT_THRESHOLD, CatalogLoader, catalog_cache_for
 from flora_mcp.core.media_in import MediaInputs, WorkspaceChooser
 from flora_mcp.core.media_out import OutputSaver
-from flora_mcp.core.results import ToolResult
+from flora_mcp.core.results import InputUpload, ToolResult
 from flora_mcp.core.runs import ProgressCallback, RootsProvider, RunManager, account_id
 from flora_mcp.core.tool_names import COMPACT_TOOLS, RUN_TOOLS
 from flora_mcp.core.translator import CallPhase, from_failure, refusal
@@ -223,6 +225,23 @@ class Toolkit:
                            next_step="List the tools again; the catalog may have changed.")
         return await self.runs.run_tool(tool, args, progress=progress, phase=phase, confirm=confirm, roots=roots)
 
+    async def upload_files(self, files: Sequence[str], *, progress: ProgressCallback | None = None,
+                           roots: RootsProvider | None = None) -> list[InputUpload]:
+        """Upload local files (paths, `file://` URIs or `data:` URLs) as FLORA assets, exactly as media inputs are:
+        the same allowed folders and checks, each distinct file once per workspace.
+
+        Raises:
+            UploadError: a file was refused (every refusal named; nothing sent), or an upload failed.
+            APIError: FLORA failed or refused.
+        """
+        prepared = await self.media.prepare_files(files, lambda: self.runs.file_policy(roots))
+        if isinstance(prepared, list):
+            raise UploadError("; ".join(f"{problem.field}: {problem.message}" for problem in prepared), sent=False)
+        with closing(prepared):
+            reporter = None if progress is None else _upload_progress(progress)
+            _, uploads = await self.media.upload(prepared, reporter)
+        return uploads
+
     def _tool_name_for(self, result: ToolResult) -> str:
         """The technique's own tool name, which output files are named by (also for flora_get_run's results)."""
         catalog = self.loader.current
@@ -235,3 +254,10 @@ class Toolkit:
             return None
         tool = catalog.find(technique_id)
         return tool.technique if tool else None
+
+
+def _upload_progress(progress: ProgressCallback) -> Callable[[int, int, str], Awaitable[None]]:
+    async def report(sent: int, total: int, message: str) -> None:
+        await progress(round(100.0 * sent / max(total, 1), 2), message)
+
+    return report
