@@ -178,7 +178,7 @@ class RunManager:
 
     async def file_policy(self, roots: RootsProvider | None) -> FilePolicy:
         """Which local files a call may read: from the client's roots when it offers them (see `allowed_folders`)."""
-        offered = await roots() if roots is not None else None
+        offered = await roots() if roots is not None and self.local_files else None  # hosted: no need to ask
         folders = allowed_folders(offered, self.settings.input_dirs)
         return FilePolicy(tuple(folders), allow_local=self.local_files, max_file_bytes=self.settings.max_upload_bytes,
                           max_data_bytes=self.settings.max_data_url_bytes)
