@@ -3,7 +3,8 @@
     prepare(tool, args)   local work only, no request: each path or data: value of a media input is checked and
                           opened (`local_files`); any refusal is a field error naming the input, the value and why
     upload(prepared)      the workspace (`WorkspaceChooser`), then each distinct file (by SHA-256) that this account
-                          has not uploaded to that workspace before (`AssetMemo`), concurrently, with progress; the
+                          has not uploaded to that workspace before (`AssetMemo`; a remembered asset is read once to
+                          see that FLORA still has it), concurrently, with progress; the
                           arguments come back with the asset URLs in place, and the list of what left the machine
 
 https URLs and element ids pass through untouched. The caller checks the cost caps between the two steps, so a call
@@ -24,7 +25,7 @@ import anyio.to_thread
 
 from flora_mcp.api.assets import Assets
 from flora_mcp.api.client import FloraClient
-from flora_mcp.api.errors import APIError, FloraError, UploadError
+from flora_mcp.api.errors import APIError, FloraError, NotFoundError, UploadError
 from flora_mcp.api.models import Technique
 from flora_mcp.core.asset_memo import AssetMemo, RememberedAsset
 from flora_mcp.core.local_files import KIND_BY_INPUT_TYPE, FilePolicy, LocalMedia, Refused, classify, describe_size
@@ -179,7 +180,7 @@ class MediaInputs:
         distinct: dict[str, _Slot] = {}
         for slot in prepared.slots:
             distinct.setdefault(slot.sha256, slot)
-        known = {sha: self.memo.get(self.account, workspace_id, sha) for sha in distinct}
+        known = {sha: await self._still_there(workspace_id, sha) for sha in distinct}
         to_send = [slot for sha, slot in distinct.items() if known[sha] is None]
         meter = _Meter(progress, sum(slot.media.size for slot in to_send))
         limiter = anyio.CapacityLimiter(UPLOAD_CONCURRENCY)
@@ -213,6 +214,23 @@ class MediaInputs:
                                        content_type=asset.content_type, asset_id=asset.asset_id, url=asset.url,
                                        reused=reused))
         return args, uploads
+
+    async def _still_there(self, workspace_id: str, sha256: str) -> RememberedAsset | None:
+        """The remembered asset of these bytes, if FLORA still has it ready: a run given a deleted asset's URL would
+        fail after it was paid for, so one read is worth it."""
+        remembered = self.memo.get(self.account, workspace_id, sha256)
+        if remembered is None:
+            return None
+        try:
+            asset = await self.assets.get(remembered.asset_id)
+        except NotFoundError:
+            asset = None
+        if asset is None or not asset.is_ready:
+            log.info("asset %s is gone from FLORA; its file is uploaded again", remembered.asset_id)
+            self.memo.forget(self.account, workspace_id, sha256)
+            return None
+        return RememberedAsset(asset.asset_id, asset.url or remembered.url, remembered.size_bytes,
+                               remembered.content_type)
 
     async def _send(self, slot: _Slot, workspace_id: str,
                     progress: Callable[[int, int], Awaitable[None]] | None) -> RememberedAsset:

@@ -210,10 +210,16 @@ async def test_the_same_bytes_are_uploaded_once_per_workspace(box: Sandbox, fold
     _, later = await media_for(box, memo).upload(again)
     again.close()
     assert all(u.reused for u in later) and len(box.requests_for("create_asset")) == 1
+    del box.state.assets.assets[uploads[0].asset_id]  # FLORA lost it: uploaded again, not reused blindly
+    lost = await prepared(media_for(box, memo), {"left_image": "photo.png", "right_image": "copy.png"}, folder)
+    _, fresh = await media_for(box, memo).upload(lost)
+    lost.close()
+    assert [u.reused for u in fresh] == [False, True] and fresh[0].asset_id != uploads[0].asset_id
+    assert len(box.requests_for("create_asset")) == 2
     other = await prepared(media_for(box, memo, "ws_other"), {"left_image": "photo.png", "right_image": "photo.png"},
                      folder)
-    assert len(box.requests_for("create_asset")) == 1
     other.close()
+    assert len(box.requests_for("create_asset")) == 2  # preparing sends nothing
 
 
 @pytest.mark.anyio
