@@ -91,7 +91,6 @@ class Settings(BaseSettings):
                                   description="The largest local file uploaded as an input, in bytes.")
     max_data_url_bytes: int = Field(default=MAX_DATA_URL_BYTES, ge=1,
                                     description="The largest data: URL input uploaded, decoded, in bytes.")
-    tasks: bool = Field(default=False, description="Offer MCP tasks to clients that negotiate them (experimental).")
 
     mcp_tokens: SecretStr | None = Field(default=None, description="Comma-separated bearer tokens for hosted mode.",
                                          json_schema_extra=NOT_A_FLAG)

@@ -14,6 +14,7 @@ so an exception raised anywhere (FLORA's or a bug of ours) is judged by the same
     a create left; FLORA has a run for it, not found     error     already_submitted                   -
     a run exists (created or asked for), then a failure  error     FLORA's, or internal_error          always
     the run's own state                                  completed, failed, running, pending, timed_out
+    an MCP task cancelled, or cut by a restart           error     task_cancelled, task_interrupted    if known
 
 Every surface (MCP handlers, MCP tasks, `Toolkit.call`, the LLM-API adapters) ends in these functions.
 """
@@ -49,6 +50,7 @@ __all__ = [
     "from_failure",
     "from_run",
     "informational",
+    "interrupted_task",
     "refusal",
     "technique_ref",
 ]
@@ -335,10 +337,31 @@ def informational(tool: str, data: dict[str, Any], *, session_spend: float | Non
     return ToolResult(tool=tool, status="completed", data=data, session_spend=session_spend)
 
 
-def cancelled_task(tool: str) -> ToolResult:
-    """An MCP task cancelled by its client: flora-mcp stopped waiting, the run (if any) goes on."""
+def cancelled_task(tool: str, *, submitted: bool = True) -> ToolResult:
+    """An MCP task cancelled by its client: flora-mcp stopped waiting, the run (if any) goes on.
+
+    `submitted=False`: it was cancelled while the person was asked to confirm, before anything was sent.
+    """
+    if not submitted:
+        return ToolResult(tool=tool, status="error", error_code="task_cancelled", charged_cost=0.0,
+                          error_message="The task was cancelled while waiting for the person's confirmation: nothing "
+                                        "was sent to FLORA and nothing was charged.",
+                          next_step="Call the tool again if the person still wants it.")
     return ToolResult(
         tool=tool, status="error", error_code="task_cancelled",
         error_message="The task was cancelled: flora-mcp stopped waiting for the run.",
         next_step=(f"A run that was submitted goes on and is charged: find it with {LIST_RUNS}, then call "
                    f"{GET_RUN} with its run_id. Do not call the tool again for the same work."))
+
+
+def interrupted_task(tool: str, *, submitted: bool) -> ToolResult:
+    """An MCP task whose server restarted before it ended, and that has no run to follow again."""
+    if not submitted:
+        return ToolResult(tool=tool, status="error", error_code="task_interrupted", charged_cost=0.0,
+                          error_message="flora-mcp restarted while waiting for the person's confirmation: nothing "
+                                        "was sent to FLORA and nothing was charged.",
+                          next_step="Call the tool again to be asked again.")
+    return ToolResult(
+        tool=tool, status="error", error_code="task_interrupted",
+        error_message="flora-mcp restarted before it knew this task's FLORA run, which may exist and be charged.",
+        next_step=f"Look for the run with {LIST_RUNS} before calling the tool again; then call {GET_RUN} with it.")

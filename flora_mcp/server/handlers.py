@@ -25,7 +25,9 @@ from flora_mcp.server.confirm import ConfirmationRounds, request_state_boundary
 from flora_mcp.server.identity import INSTRUCTIONS
 from flora_mcp.server.notifications import ToolListNotifier
 from flora_mcp.server.roots import roots_of
+from flora_mcp.server.task_store import TaskStore
 from flora_mcp.server.tasks import install_tasks
+from flora_mcp.server.tasks_ext import install_tasks_extension
 
 __all__ = ["INSTRUCTIONS", "ToolkitResolver", "create_server"]
 
@@ -156,8 +158,11 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
     server.middleware.append(request_state_boundary(state_keys))
-    # MCP tasks for clients that negotiate them, when FLORA_TASKS is on (see flora_mcp.server.tasks).
-    return install_tasks(server, resolve)
+    # MCP tasks for the clients that speak them: 2025-11-25 sessions, and 2026 requests declaring the extension.
+    tasks = TaskStore()
+    tasks.attach(server)
+    install_tasks(server, resolve, tasks)
+    return install_tasks_extension(server, resolve, tasks)
 
 
 class _Listed:

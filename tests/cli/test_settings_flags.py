@@ -103,9 +103,9 @@ def test_a_flag_wins_over_its_variable_and_an_absent_flag_does_not(monkeypatch: 
 def test_new_settings_are_flags_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLORA_PREVIEW", "on")
     given = settings("--request-timeout", "7", "--max-retries", "0", "--catalog-ttl", "0", "--no-preview",
-                     "--tasks", "--catalog-cache", "off")
-    assert (given.request_timeout, given.max_retries, given.catalog_ttl, given.preview, given.tasks,
-            given.catalog_cache) == (7.0, 0, 0.0, False, True, "off")
+                     "--confirm-above", "0.5", "--catalog-cache", "off")
+    assert (given.request_timeout, given.max_retries, given.catalog_ttl, given.preview, given.confirm_above,
+            given.catalog_cache) == (7.0, 0, 0.0, False, 0.5, "off")
     assert settings("--preview").preview is True and settings().preview is True
 
 

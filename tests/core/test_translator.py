@@ -207,7 +207,7 @@ CASES = [
 @asynccontextmanager
 async def toolkit_for(sandbox: Sandbox, case: Case) -> AsyncIterator[Toolkit]:
     # No retries: one lost answer is an unknown outcome at once, one dropped poll a lost connection.
-    settings = settings_for(sandbox, tasks=True, max_retries=0)
+    settings = settings_for(sandbox, max_retries=0)
     if case.reachable:
         async with Toolkit(settings) as kit:
             yield kit

@@ -1,4 +1,4 @@
-"""MCP tasks (2025-11-25, behind FLORA_TASKS): negotiation in memory, the task lifecycle over a real stdio pipe.
+"""MCP tasks in the 2025-11-25 shape: offered to every session of that version, the lifecycle over a real stdio pipe.
 
 The SDK's own client validates a `tools/call` answer as a `CallToolResult`, so it cannot make a task-augmented call;
 the lifecycle tests speak JSON-RPC to `python -m flora_mcp` over stdio, as a client such as VS Code does.
@@ -26,8 +26,8 @@ RELATED = "io.modelcontextprotocol/related-task"
 
 
 @pytest.mark.anyio
-async def test_with_the_flag_a_2025_11_25_client_is_offered_tasks_on_technique_tools(sandbox: Sandbox) -> None:
-    async with Toolkit(settings_for(sandbox, tasks=True)) as kit, mcp_client(kit) as client:
+async def test_a_2025_11_25_client_is_offered_tasks_on_technique_tools(sandbox: Sandbox) -> None:
+    async with Toolkit(settings_for(sandbox)) as kit, mcp_client(kit) as client:
         assert client.protocol_version == "2025-11-25"
         tasks = client.server_capabilities.tasks
         assert tasks is not None and tasks.list is not None and tasks.cancel is not None
@@ -44,18 +44,8 @@ async def test_with_the_flag_a_2025_11_25_client_is_offered_tasks_on_technique_t
 
 
 @pytest.mark.anyio
-async def test_without_the_flag_nothing_about_tasks_is_offered(sandbox: Sandbox) -> None:
-    async with Toolkit(settings_for(sandbox)) as kit, mcp_client(kit) as client:
-        assert client.server_capabilities.tasks is None
-        assert all(t.execution is None for t in (await client.list_tools()).tools)
-        with pytest.raises(MCPError) as missing:
-            await client.session.send_request(types.ListTasksRequest(), types.ListTasksResult)
-        assert missing.value.code == -32601
-
-
-@pytest.mark.anyio
-async def test_a_2026_client_keeps_the_normal_behaviour_even_with_the_flag(sandbox: Sandbox) -> None:
-    async with Toolkit(settings_for(sandbox, tasks=True)) as kit, mcp_client(kit, mode="auto") as client:
+async def test_a_2026_client_that_does_not_declare_the_extension_keeps_the_normal_behaviour(sandbox: Sandbox) -> None:
+    async with Toolkit(settings_for(sandbox)) as kit, mcp_client(kit, mode="auto") as client:
         assert client.protocol_version != "2025-11-25"
         assert all(t.execution is None for t in (await client.list_tools()).tools)
         result = await client.call_tool("qr-code-generator", {"content": "modern"})
@@ -91,7 +81,7 @@ class StdioPeer:
 
 @pytest.fixture
 async def peer(sandbox: Sandbox) -> AsyncIterator[StdioPeer]:
-    env = sandbox_env(sandbox, FLORA_TASKS="on", FLORA_POLL_INTERVAL="0.05", FLORA_LOG_LEVEL="WARNING")
+    env = sandbox_env(sandbox, FLORA_POLL_INTERVAL="0.05", FLORA_LOG_LEVEL="WARNING")
     async with await anyio.open_process([sys.executable, "-m", "flora_mcp"], env=env) as process:
         client = StdioPeer(process)
         hello = await client.request("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
