@@ -47,10 +47,11 @@ async def test_upload_prints_each_files_asset_url(sandbox: Sandbox, tmp_path: Pa
     write(tmp_path / "b.jpg", jpeg_bytes(300_000))
     ran = await cli_in(tmp_path, "upload", "a.jpg", str(tmp_path / "b.jpg"), sandbox=sandbox)
     assert ran.code == 0, ran.err
-    urls = ran.out.split()
-    assert urls == [asset.to_json(sandbox.origin)["url"] for asset in sandbox.assets]
-    assert [sandbox.asset_file(a.asset_id).read_bytes() for a in sandbox.assets] == [  # type: ignore[union-attr]
-        (tmp_path / "a.jpg").read_bytes(), (tmp_path / "b.jpg").read_bytes()]
+    urls = ran.out.split()  # in the order the files were given, though they were uploaded at once
+    by_url = {asset.to_json(sandbox.origin)["url"]: asset for asset in sandbox.assets}
+    assert len(urls) == len(by_url) == 2
+    stored = [sandbox.asset_file(by_url[url].asset_id).read_bytes() for url in urls]  # type: ignore[union-attr]
+    assert stored == [(tmp_path / "a.jpg").read_bytes(), (tmp_path / "b.jpg").read_bytes()]
     listed = await cli_in(tmp_path, "upload", "a.jpg", "--json", sandbox=sandbox)
     [upload] = json.loads(listed.out)
     assert upload["source"] == str(tmp_path / "a.jpg") and upload["size_bytes"] == 300_000
