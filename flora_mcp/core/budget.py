@@ -9,12 +9,13 @@ FLORA reports it at creation and again at the end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from flora_mcp.api.models import Technique
 from flora_mcp.core.results import ToolResult, format_usd
-from flora_mcp.core.translator import cost_refusal
+from flora_mcp.core.translator import cost_refusal, refusal
 
 __all__ = ["Reservation", "SpendLedger"]
 
@@ -31,11 +32,20 @@ class Reservation:
 
 
 class SpendLedger:
-    """One toolkit's session spend, holds and reservations, against FLORA_MAX_COST_PER_CALL and FLORA_SESSION_BUDGET."""
+    """One toolkit's session spend, holds and reservations, against FLORA_MAX_COST_PER_CALL, FLORA_SESSION_BUDGET
+    and FLORA_PRINCIPAL_BUDGET.
 
-    def __init__(self, *, max_cost_per_call: float | None, session_budget: float | None) -> None:
+    Args:
+        daily_budget: USD the account may be charged today (FLORA_PRINCIPAL_BUDGET), besides what is held.
+        spent_today: what the account was charged today, from the journal, so a restart does not reset it.
+    """
+
+    def __init__(self, *, max_cost_per_call: float | None, session_budget: float | None,
+                 daily_budget: float | None = None, spent_today: Callable[[], float] | None = None) -> None:
         self.max_cost_per_call = max_cost_per_call
         self.session_budget = session_budget
+        self.daily_budget = daily_budget
+        self._spent_today = spent_today
         self.session_spend = 0.0
         self._reserved = 0.0
         self._holds: dict[str, float] = {}
@@ -56,6 +66,17 @@ class SpendLedger:
         if budget is not None and remaining is not None and (price is None or price > remaining + _EPSILON):
             return cost_refusal(tool, technique, price=price, cap_name="FLORA_SESSION_BUDGET", cap=budget,
                                 remaining=remaining)
+        daily = self.daily_budget
+        if daily is not None:
+            spent = self._spent_today() if self._spent_today is not None else self.session_spend
+            left = max(daily - spent - self.held, 0.0)
+            if price is None or price > left + _EPSILON:
+                cost = "an unknown price" if price is None else format_usd(price)
+                return refusal(tool, technique, f"This call costs {cost}, above what remains of "
+                               f"FLORA_PRINCIPAL_BUDGET ({format_usd(daily)} a day): {format_usd(left)} is left "
+                               "today (UTC).", code="cost_cap_exceeded",
+                               next_step="Nothing was submitted. The budget renews at midnight UTC; ask the operator "
+                                         "to raise it, or choose a cheaper call.")
         reservation = Reservation(per_run=technique.run_cost or 0.0, left=price or 0.0)
         self._reserved += reservation.left
         return reservation

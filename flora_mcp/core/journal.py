@@ -226,6 +226,12 @@ class Journal:
             "GROUP BY technique_id ORDER BY charged DESC, technique_name", (account,)).fetchall())
         return [dict(row) for row in rows]
 
+    def charged_since(self, account: str, since: float) -> float:
+        """What one account's runs created at or after `since` (epoch seconds) were charged in all."""
+        return float(self._run(lambda db: db.execute(
+            "SELECT COALESCE(SUM(charged_cost), 0) FROM runs WHERE account = ? AND created_at >= ?",
+            (account, since)).fetchone()[0]))
+
     def count(self, account: str | None = None) -> int:
         """How many entries the journal holds, for one account or for all."""
         if account is None:

@@ -53,6 +53,8 @@ UPLOAD_SHARE = 10.0
 HEARTBEAT = 1.0
 RECOVERY_WINDOW = 600.0
 RECOVERY_PAGE = 50
+DAY = 86_400.0
+"""Seconds in a day: FLORA_PRINCIPAL_BUDGET counts from midnight UTC."""
 
 
 def account_id(base_url: str, api_key: str) -> str:
@@ -81,10 +83,16 @@ class _Progress:
 
 
 class RunManager:
-    """Runs techniques for one FLORA account: create once, wait, resume; the spend is in `ledger`."""
+    """Runs techniques for one journal account: create once, wait, resume; the spend is in `ledger`.
+
+    Args:
+        account: whose runs these are in the journal.
+        journal_only: resume only runs this account's journal holds, never one FLORA alone knows (hosted mode,
+            where principals share one FLORA key and must not reach each other's runs by id).
+    """
 
     def __init__(self, client: FloraClient, journal: Journal, settings: Settings, *, account: str,
-                 media: MediaInputs | None = None, local_files: bool = True) -> None:
+                 media: MediaInputs | None = None, local_files: bool = True, journal_only: bool = False) -> None:
         self.client = client
         self.media = media
         """Uploads local files and data: values given as media inputs; None passes every value through."""
@@ -93,11 +101,17 @@ class RunManager:
         self.journal = journal
         self.settings = settings
         self.account = account
+        self.journal_only = journal_only
         self.ledger = SpendLedger(max_cost_per_call=settings.max_cost_per_call,
-                                  session_budget=settings.session_budget)
+                                  session_budget=settings.session_budget,
+                                  daily_budget=settings.principal_budget, spent_today=self._charged_today)
         self._record = JournalWriter(journal, account)
         self._stopping = False
         self._wait_scopes: set[anyio.CancelScope] = set()
+
+    def _charged_today(self) -> float:
+        """What this account was charged since midnight UTC, from the journal (it outlives the process)."""
+        return self.journal.charged_since(self.account, time.time() // DAY * DAY)
 
     @property
     def session_spend(self) -> float:
@@ -337,8 +351,11 @@ class RunManager:
                      phase: CallPhase | None = None) -> ToolResult:
         """Pick a run up again by id, from the journal when it knows the run, else from FLORA alone."""
         phase = phase or CallPhase()
-        phase.run_known(run_id)
         entry = self.journal.get(self.account, run_id)
+        if entry is None and self.journal_only:
+            return refusal(tool, None, f"No run {run_id} among this caller's runs.", code="run_not_found",
+                           next_step="flora_list_runs lists the runs you started.")
+        phase.run_known(run_id)
         technique = technique_for(entry.technique_id if entry else None)
         if technique is None and entry is not None:
             technique = Technique(technique_id=entry.technique_id, slug=entry.technique_slug,

@@ -54,10 +54,15 @@ class Toolkit:
         client: a ready FloraClient (tests, connection sharing); by default one is made from the settings.
         local_files: whether media inputs may name local files (False in hosted mode: the server's disk is not the
             user's; `data:` values are still taken, within FLORA_MAX_DATA_URL_BYTES).
+        account: the journal account whose runs, spend and tasks this toolkit has (hosted mode: one per principal);
+            by default one per base URL and key.
+        journal_only: resume only runs this account's journal holds, never one FLORA alone knows (hosted mode,
+            when principals share a key: a run id FLORA knows may be another principal's).
     """
 
     def __init__(self, settings: Settings | None = None, *, journal: Journal | None = None,
-                 client: FloraClient | None = None, local_files: bool = True) -> None:
+                 client: FloraClient | None = None, local_files: bool = True, account: str | None = None,
+                 journal_only: bool = False) -> None:
         self.settings = settings or Settings()
         key = self.settings.api_key_value() if client is not None else self.settings.require_api_key()
         add_secret(key)
@@ -68,13 +73,13 @@ class Toolkit:
         )
         self._own_journal = journal is None
         self.journal = journal or Journal(self.settings.journal_path())
-        self.account = account_id(self.settings.base_url, key or "")
+        self.account = account or account_id(self.settings.base_url, key or "")
         self.assets = Assets(self.client)
         self._memo = AssetMemo(self.journal.path)
         self.media = MediaInputs(self.assets, self._memo, self.account,
                                  WorkspaceChooser(self.client, self.settings.workspace_id))
         self.runs = RunManager(self.client, self.journal, self.settings, account=self.account, media=self.media,
-                               local_files=local_files)
+                               local_files=local_files, journal_only=journal_only)
         self.outputs = OutputSaver(self.settings)
         self.loader = CatalogLoader(self.client, self.settings, catalog_cache_for(self.settings, key))
 

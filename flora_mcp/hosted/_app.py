@@ -1,10 +1,11 @@
 """The hosted Starlette app: `/mcp` (streamable HTTP), `/sse` + `/messages/` (legacy SSE), `/healthz`, `/readyz`.
 
 Every MCP route goes through one guard, in this order: Host and Origin (the SDK's DNS-rebinding checks: 421, 403),
-shutting down (503 for new sessions), credentials (401), a session slot for a request that opens a session (429 for
-a principal at its cap, 503 for a full server: `flora_mcp.hosted._limits`), then the caller's toolkit is leased and
-put in the ASGI scope, where the MCP server's resolver finds it again through `ctx.request`. Health routes skip the
-guard, so probes need neither credentials nor a particular Host.
+shutting down (503 for new sessions), credentials (401; 403 for an access token without the scope), a session slot
+for a request that opens a session (429 for a principal at its cap, 503 for a full server: `flora_mcp.hosted._limits`),
+then the principal's toolkit is leased and put in the ASGI scope, where the MCP server's resolver finds it again
+through `ctx.request`. Health routes skip the guard, so probes need neither credentials nor a particular Host; so
+does the OAuth protected resource metadata (RFC 9728), which clients read before they have a token.
 """
 
 from __future__ import annotations
@@ -99,8 +100,10 @@ class HostedApp:
                                             quota=self.quota)
         self.sse = SseServerTransport(MESSAGES_PATH, security_settings=security)
         self.checks = TransportSecurityMiddleware(security)
+        metadata = policy.oauth.resource.metadata_routes(MCP_PATH) if policy.oauth is not None else []
         self.app = Starlette(
             routes=[
+                *metadata,
                 Route("/healthz", self._healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
                 Route(MCP_PATH, endpoint=_Guard(self, self.sessions.handle_request, "mcp")),
@@ -182,7 +185,7 @@ class _Guard:
         hosted = self.hosted
         async with AsyncExitStack() as stack:
             try:
-                toolkit = await stack.enter_async_context(hosted.pool.lease(admitted.flora_key))
+                toolkit = await stack.enter_async_context(hosted.pool.lease(admitted))
             except FloraError as exc:
                 await _key_refused(exc)(scope, receive, send)
                 return
@@ -201,8 +204,8 @@ class _Guard:
         if hosted.draining and hosted.opens_session(self.kind, request):
             return JSONResponse({"error": "shutting_down", "error_description": "This server is shutting down."},
                                 status_code=503, headers={"Retry-After": "1", "Connection": "close"})
-        caller = hosted.policy.authenticate(request.headers)
-        return unauthorized(caller) if isinstance(caller, AuthFailure) else caller
+        caller = await hosted.policy.authenticate(request.headers)
+        return hosted.policy.refuse(caller) if isinstance(caller, AuthFailure) else caller
 
 
 async def _completing(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from mcp.server.transport_security import TransportSecuritySettings
 
@@ -34,8 +35,10 @@ class HostedOptions:
                    allowed_origins=tuple(args.allowed_origin))
 
 
-def transport_security(options: HostedOptions, port: int) -> TransportSecuritySettings:
-    """DNS-rebinding protection: loopback names on our port, the bind address, and every `--allowed-*` value.
+def transport_security(options: HostedOptions, port: int, public_url: str | None = None
+                       ) -> TransportSecuritySettings:
+    """DNS-rebinding protection: loopback names on our port, the bind address, FLORA_PUBLIC_URL's host and origin,
+    and every `--allowed-*` value.
 
     An allowed host without a port matches any port, since a proxy in front usually listens on another one.
     """
@@ -44,7 +47,12 @@ def transport_security(options: HostedOptions, port: int) -> TransportSecuritySe
     bind = f"[{options.host}]" if ":" in options.host else options.host
     if not is_loopback(options.host) and options.host not in ("0.0.0.0", "::", ""):
         hosts.append(f"{bind}:{port}")
-    for host in options.allowed_hosts:
+    allowed_hosts = list(options.allowed_hosts)
+    if public_url:
+        public = urlsplit(public_url.strip())
+        allowed_hosts.append(public.netloc)
+        origins.append(f"{public.scheme}://{public.netloc}")
+    for host in allowed_hosts:
         host = host.strip()
         hosts.append(host)
         if not _has_port(host):

@@ -1,16 +1,22 @@
-"""The toolkits a hosted server hands out: the server's own, or one per user's FLORA key, cached and bounded.
+"""The toolkits a hosted server hands out: one per principal, on the server's own FLORA key or on the user's, bounded.
 
-With per-user keys each key gets its own `Toolkit` (its own HTTP client, catalog and run manager) on first use, so a
-user's catalog and runs come from their key alone; all share one `Journal`, whose rows are scoped by account. A
-toolkit is leased for the length of each HTTP request that uses it (an SSE stream holds its lease for the whole
-session); the least recently used idle toolkits beyond `max_toolkits` are closed. A key FLORA refused is refused
-again from `RefusalCache` for a while, without asking FLORA.
+Every principal (`flora_mcp.hosted._auth`) has a `Toolkit` of its own: its own journal account
+(`principal_account`), so its own runs, resources, tasks, spend and budgets; when principals share a key, it resumes
+only runs its account holds. Principals on the server's own key share that key's client and catalog (the shared
+toolkit's): their toolkits cost no request to FLORA. With per-user keys each principal's toolkit has its own client
+and catalog, loaded from the key on first use. All share one `Journal`. Without credentials (loopback only) everyone
+is `LOCAL`, served by the shared toolkit itself.
+
+A toolkit is leased for the length of each HTTP request that uses it (an SSE stream holds its lease for the whole
+session); the least recently used idle toolkits beyond `max_toolkits` are closed (their runs stay in the journal; a
+FLORA_SESSION_BUDGET starts again, FLORA_PRINCIPAL_BUDGET, counted from the journal, does not). A key FLORA refused is
+refused again from `RefusalCache` for a while, without asking FLORA.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -22,11 +28,17 @@ from flora_mcp.config import Settings
 from flora_mcp.core.journal import Journal
 from flora_mcp.core.runs import account_id
 from flora_mcp.core.toolkit import Toolkit
+from flora_mcp.hosted._auth import LOCAL, Caller
 from flora_mcp.hosted._limits import RefusalCache
 
-__all__ = ["DEFAULT_MAX_TOOLKITS", "ToolkitPool"]
+__all__ = ["DEFAULT_MAX_TOOLKITS", "ToolkitPool", "principal_account"]
 
 DEFAULT_MAX_TOOLKITS = 256
+
+
+def principal_account(key_account: str, principal: str) -> str:
+    """The journal account of a principal's runs on one FLORA key: the key's account, then who ran them (audit)."""
+    return key_account if principal == LOCAL else f"{key_account}/{principal}"
 
 
 class _Entry:
@@ -40,30 +52,32 @@ class _Entry:
 
 
 class ToolkitPool:
-    """Toolkits by FLORA key.
+    """Toolkits by principal.
 
     Args:
         settings: the server's settings; per-user toolkits copy them with the user's key.
-        per_user_keys: one toolkit per client key; otherwise the server's own toolkit for everyone.
-        max_toolkits: how many per-user toolkits stay open when idle.
+        per_user_keys: each client's own FLORA key; otherwise the server's own key for everyone.
+        max_toolkits: how many principals' toolkits stay open when idle.
         refusals: keys FLORA refused lately; by default a `RefusalCache` of its defaults.
+        shares_keys: principals may share a FLORA key (`AuthPolicy.shares_keys`): each then resumes only the runs
+            its journal account holds, never a run id FLORA alone knows, which may be another principal's.
     """
 
     def __init__(self, settings: Settings, *, per_user_keys: bool, max_toolkits: int = DEFAULT_MAX_TOOLKITS,
-                 refusals: RefusalCache | None = None) -> None:
+                 refusals: RefusalCache | None = None, shares_keys: bool = True) -> None:
         self.settings = settings
         self.per_user_keys = per_user_keys
+        self.shares_keys = shares_keys
         self.max_toolkits = max_toolkits
         self.refusals = refusals or RefusalCache()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._stopping = False
         self._loaders: TaskGroup | None = None
-        self.journal: Journal | None = None
-        self.shared: Toolkit | None = None
-        if per_user_keys:
-            self.journal = Journal(settings.journal_path())
-        else:
-            self.shared = Toolkit(settings, local_files=False)  # the server's disk is not the user's
+        self.journal = Journal(settings.journal_path())
+        self._journal_open = True
+        # local_files=False everywhere: the server's disk is not the user's.
+        self.shared: Toolkit | None = None if per_user_keys else Toolkit(settings, journal=self.journal,
+                                                                          local_files=False)
 
     @property
     def ready(self) -> bool:
@@ -86,25 +100,31 @@ class ToolkitPool:
         return len(await self.shared.load_catalog())
 
     @asynccontextmanager
-    async def lease(self, flora_key: str | None) -> AsyncIterator[Toolkit]:
-        """The toolkit for this key (None: the server's own), held until the block ends.
+    async def lease(self, caller: Caller) -> AsyncIterator[Toolkit]:
+        """The toolkit of this caller's principal, held until the block ends.
 
         Raises:
-            FloraError: the key's catalog could not be loaded (AuthenticationError for a key FLORA refuses, also
-                when it refused it within the last `refusals.ttl` seconds, without asking again).
+            FloraError: the catalog could not be loaded (AuthenticationError for a key FLORA refuses, also when it
+                refused it within the last `refusals.ttl` seconds, without asking again).
         """
-        if self.shared is not None or flora_key is None:
-            if self.shared is None:
-                raise RuntimeError("per-user mode needs the caller's FLORA key")
-            yield self.shared
-            return
-        account = account_id(self.settings.base_url, flora_key)
+        if self.shared is not None:
+            if caller.flora_key is not None:
+                raise RuntimeError("a per-user key reached a server without per-user keys")
+            if caller.principal == LOCAL:
+                yield self.shared
+                return
+            key_account, flora_key = self.shared.account, None
+        elif caller.flora_key is None:
+            raise RuntimeError("per-user mode needs the caller's FLORA key")
+        else:
+            key_account, flora_key = account_id(self.settings.base_url, caller.flora_key), caller.flora_key
+        account = principal_account(key_account, caller.principal)
         entry = self._entries.get(account)
         if entry is None:
-            refused = self.refusals.get(account)
+            refused = self.refusals.get(key_account)
             if refused is not None:
                 raise refused
-            entry = self._open(account, flora_key)
+            entry = self._open(account, key_account, flora_key)
         else:
             self._entries.move_to_end(account)
         entry.leases += 1
@@ -117,25 +137,24 @@ class ToolkitPool:
             entry.leases -= 1
             await self._evict()
 
-    def _open(self, account: str, flora_key: str) -> _Entry:
+    def _open(self, account: str, key_account: str, flora_key: str | None) -> _Entry:
         if self._loaders is None:
             raise RuntimeError("ToolkitPool.running() is not entered")
-        settings = self.settings.model_copy(update={"api_key": SecretStr(flora_key)})
-        toolkit = Toolkit(settings, journal=self.journal, local_files=False)
+        toolkit, load = self._principal_toolkit(account, flora_key)
         if self._stopping:
             toolkit.runs.stop_waiting()
         entry = _Entry(toolkit)
         self._entries[account] = entry
 
-        async def load() -> None:
+        async def loading() -> None:
             try:
-                await toolkit.load_catalog()
+                await load()
             except BaseException as exc:
                 # A failed key is forgotten at once; one FLORA refused is refused again for a while without asking,
                 # anything else (FLORA down, say) is tried again by the next request rather than meet a stale error.
                 entry.error = exc
-                if isinstance(exc, AuthenticationError | PermissionDeniedError):
-                    self.refusals.add(account, exc)
+                if isinstance(exc, AuthenticationError | PermissionDeniedError) and flora_key is not None:
+                    self.refusals.add(key_account, exc)
                 if self._entries.get(account) is entry:
                     del self._entries[account]
                 with anyio.CancelScope(shield=True):
@@ -145,10 +164,31 @@ class ToolkitPool:
             finally:
                 entry.loaded.set()
 
-        # The first request of a key loads its catalog in its own task: a caller that gives up mid-way does not
-        # leave the others waiting on an event nobody will set.
-        self._loaders.start_soon(load)
+        # The first request of a principal loads its catalog in its own task: a caller that gives up mid-way does
+        # not leave the others waiting on an event nobody will set.
+        self._loaders.start_soon(loading)
         return entry
+
+    def _principal_toolkit(self, account: str, flora_key: str | None) -> tuple[Toolkit, Callable[[], Awaitable[None]]]:
+        """A new toolkit for the principal's `account`, and how to load its catalog."""
+        shared = self.shared
+        if flora_key is None:
+            assert shared is not None
+            toolkit = Toolkit(self.settings, journal=self.journal, client=shared.client, account=account,
+                              journal_only=self.shares_keys, local_files=False)
+
+            async def share() -> None:
+                toolkit.set_catalog(await shared.wait_for_catalog())
+
+            return toolkit, share
+        settings = self.settings.model_copy(update={"api_key": SecretStr(flora_key)})
+        own = Toolkit(settings, journal=self.journal, account=account, journal_only=self.shares_keys,
+                      local_files=False)
+
+        async def load() -> None:
+            await own.load_catalog()
+
+        return own, load
 
     async def _evict(self) -> None:
         idle = [a for a, e in self._entries.items() if e.leases == 0 and e.loaded.is_set()]
@@ -164,8 +204,8 @@ class ToolkitPool:
             toolkit.runs.stop_waiting()
 
     def toolkits(self) -> list[Toolkit]:
-        """Every open toolkit."""
-        return [self.shared] if self.shared is not None else [e.toolkit for e in self._entries.values()]
+        """Every open toolkit: the shared one first, then the principals'."""
+        return ([self.shared] if self.shared is not None else []) + [e.toolkit for e in self._entries.values()]
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[ToolkitPool]:
@@ -181,12 +221,12 @@ class ToolkitPool:
                 await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every toolkit, then the shared journal."""
+        """Close every principal's toolkit, the shared one, then the journal."""
         entries, self._entries = list(self._entries.values()), OrderedDict()
         for entry in entries:
             await entry.toolkit.aclose()
         if self.shared is not None:
             await self.shared.aclose()
-        if self.journal is not None:
+        if self._journal_open:
+            self._journal_open = False
             self.journal.close()
-            self.journal = None

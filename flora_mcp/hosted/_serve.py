@@ -27,10 +27,11 @@ from flora_mcp.core.startup import StartupError, catalog_failure
 from flora_mcp.hosted._app import MCP_PATH, SSE_PATH, HostedApp
 from flora_mcp.hosted._auth import AuthPolicy
 from flora_mcp.hosted._limits import SessionQuota
+from flora_mcp.hosted._oauth import OAuthResource, TokenChecker, resource_url
 from flora_mcp.hosted._options import HostedOptions, is_loopback, transport_security
 from flora_mcp.hosted._pool import ToolkitPool
 
-__all__ = ["DRAIN_TIMEOUT", "HostedServer", "bind", "serve_http"]
+__all__ = ["DRAIN_TIMEOUT", "HostedServer", "bind", "hosted_policy", "local_url", "oauth_resource", "serve_http"]
 
 log = logging.getLogger("flora_mcp.hosted")
 
@@ -46,15 +47,21 @@ async def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     """Serve streamable HTTP at /mcp and legacy SSE at /sse until SIGTERM or Ctrl-C.
 
     Raises:
-        StartupError: auth is missing off loopback, the port cannot be bound, or the catalog cannot be loaded.
+        StartupError: auth is missing off loopback, the OAuth settings cannot work, the port cannot be bound, or the
+            catalog cannot be loaded.
     """
     options = HostedOptions.from_args(args)
-    policy = AuthPolicy.from_settings(settings, per_user_keys=options.per_user_keys)
-    if not is_loopback(options.host) and not policy.required:
+    try:
+        static = AuthPolicy.from_settings(settings, per_user_keys=options.per_user_keys)
+        if settings.oauth_issuer:
+            oauth_resource(settings, options, options.port)  # its problems are told before binding
+    except ConfigurationError as exc:
+        raise StartupError(exc.message) from None
+    if not is_loopback(options.host) and not (static.required or settings.oauth_issuer):
         raise StartupError(
             f"refusing to serve on {options.host} without auth: anyone who can reach it could spend your FLORA "
-            "credits. Set FLORA_MCP_TOKENS (comma-separated bearer tokens) or pass --per-user-keys, or bind "
-            "--host 127.0.0.1.")
+            "credits. Set FLORA_MCP_TOKENS (comma-separated bearer tokens) or FLORA_OAUTH_ISSUER, or pass "
+            "--per-user-keys, or bind --host 127.0.0.1.")
     if not options.per_user_keys:
         try:
             settings.require_api_key()  # the server's own key serves every client
@@ -65,11 +72,46 @@ async def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     except OSError as exc:
         raise StartupError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from None
     try:
+        policy = hosted_policy(settings, options, sock.getsockname()[1])
         server = HostedServer(settings, options, policy, sock)
-    except FloraError as exc:
+    except (FloraError, ConfigurationError) as exc:
         sock.close()
         raise StartupError(exc.message) from None
     await server.serve(handle_signals=True)
+
+
+def hosted_policy(settings: Settings, options: HostedOptions, port: int) -> AuthPolicy:
+    """Who may call a server on `port`: FLORA_MCP_TOKENS, per-user keys, and OAuth when FLORA_OAUTH_ISSUER is set.
+
+    Raises:
+        ConfigurationError: the OAuth settings cannot work.
+    """
+    oauth = TokenChecker(oauth_resource(settings, options, port)) if settings.oauth_issuer else None
+    return AuthPolicy.from_settings(settings, per_user_keys=options.per_user_keys, oauth=oauth)
+
+
+def oauth_resource(settings: Settings, options: HostedOptions, port: int) -> OAuthResource:
+    """The OAuth resource server of FLORA_OAUTH_*: the resource is FLORA_PUBLIC_URL, else (on loopback) our URL.
+
+    Raises:
+        ConfigurationError: FLORA_PUBLIC_URL is missing off loopback, or the issuer or scopes cannot work.
+    """
+    if settings.public_url:
+        resource = resource_url(settings.public_url, MCP_PATH)
+    elif is_loopback(options.host):
+        resource = f"{local_url(options.host, port)}{MCP_PATH}"
+    else:
+        raise ConfigurationError(
+            "FLORA_PUBLIC_URL is required with FLORA_OAUTH_ISSUER off loopback: it is the resource tokens are "
+            "issued for (https://flora.example.com/mcp).")
+    return OAuthResource.from_settings(settings, resource=resource)
+
+
+def local_url(host: str, port: int) -> str:
+    """`http://HOST:PORT` as a client on this machine reaches a server bound to `host`."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+    return f"http://{host}:{port}"
 
 
 class _Uvicorn(uvicorn.Server):
@@ -95,10 +137,10 @@ class HostedServer:
         self.options = options
         self.sock = sock
         self.port: int = sock.getsockname()[1]
-        self.pool = ToolkitPool(settings, per_user_keys=options.per_user_keys)
+        self.pool = ToolkitPool(settings, per_user_keys=options.per_user_keys, shares_keys=policy.shares_keys)
         quota = SessionQuota(max_sessions=settings.max_sessions,
                              max_per_principal=settings.max_sessions_per_principal)
-        self.hosted = HostedApp(self.pool, policy, transport_security(options, self.port),
+        self.hosted = HostedApp(self.pool, policy, transport_security(options, self.port, settings.public_url),
                                 stateless=options.stateless, quota=quota)
         self.uvicorn = _Uvicorn(uvicorn.Config(
             self.hosted.app, log_config=None, access_log=False, lifespan="on", http="h11", ws="none",
@@ -112,9 +154,7 @@ class HostedServer:
     @property
     def url(self) -> str:
         """`http://HOST:PORT` as a client on this machine reaches it."""
-        host = "127.0.0.1" if self.options.host in ("0.0.0.0", "") else self.options.host
-        host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
-        return f"http://{host}:{self.port}"
+        return local_url(self.options.host, self.port)
 
     async def serve(self, *, handle_signals: bool = False) -> None:
         """Serve until `shutdown()` (or a signal, when `handle_signals`) has drained and stopped the server.
@@ -133,6 +173,9 @@ class HostedServer:
         finally:
             self._tasks = None
             self.sock.close()
+            if self.hosted.policy.oauth is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.hosted.policy.oauth.aclose()
             if self._ended_streams:
                 # sse-starlette's flag is process-wide: leave it as found for any later server in this process.
                 AppStatus.should_exit = False

@@ -15,7 +15,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from pydantic import SecretStr
 
 from flora_mcp.config import Settings
-from flora_mcp.hosted import AuthPolicy, HostedOptions, HostedServer, bind
+from flora_mcp.hosted import HostedOptions, HostedServer, bind, hosted_policy
 from flora_mcp.sandbox import Sandbox
 from tests.support import settings_for
 
@@ -26,8 +26,8 @@ TOKEN = "tok_hosted_test_0123456789"
 async def hosted(settings: Settings, **options: Any) -> AsyncIterator[HostedServer]:
     """A hosted server on a free loopback port for the block; drained and stopped after it."""
     opts = HostedOptions(host="127.0.0.1", port=0, **options)
-    policy = AuthPolicy.from_settings(settings, per_user_keys=opts.per_user_keys)
-    server = HostedServer(settings, opts, policy, bind("127.0.0.1", 0))
+    sock = bind("127.0.0.1", 0)
+    server = HostedServer(settings, opts, hosted_policy(settings, opts, sock.getsockname()[1]), sock)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
         with anyio.fail_after(10):

@@ -10,6 +10,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from pydantic import SecretStr
 
 from flora_mcp.hosted import AuthPolicy, HostedOptions, HostedServer, bind
 from flora_mcp.sandbox import Sandbox, serve_sandbox
@@ -24,7 +25,7 @@ from tests.hosted.hosted_support import (
     raw_initialize,
     token_settings,
 )
-from tests.support import sandbox_config
+from tests.support import sandbox_config, settings_for
 
 # Both transports, end to end ------------------------------------------------------------------------------------------
 
@@ -171,9 +172,11 @@ async def test_while_draining_new_sessions_get_503_and_open_sessions_carry_on(sa
 @pytest.mark.anyio
 async def test_a_run_started_on_one_stateless_replica_is_resumed_on_another() -> None:
     async with serve_sandbox(sandbox_config(technique_delays={"qr-code-generator": 1.5})) as box:
-        # Each replica has its own journal, as separate processes would: only FLORA knows the run.
-        replica_a = token_settings(box, max_wait=0.3)
-        replica_b = token_settings(box, max_wait=20.0)
+        # Each replica has its own journal, as separate processes would: only FLORA knows the run. One token, so one
+        # principal: with several on one key a run is resumed only from the journal that recorded it
+        # (tests/hosted/test_principals.py).
+        replica_a = settings_for(box, mcp_tokens=SecretStr(TOKEN), max_wait=0.3)
+        replica_b = settings_for(box, mcp_tokens=SecretStr(TOKEN), max_wait=20.0)
         async with hosted(replica_a, stateless=True) as a, hosted(replica_b, stateless=True) as b:
             async with mcp_session(a, bearer(TOKEN)) as on_a:
                 started = data_of(await on_a.call_tool("qr-code-generator", {"content": "replicas"}))

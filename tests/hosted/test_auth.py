@@ -17,9 +17,10 @@ from tests.support import TEST_KEY
     pytest.param({}, None, id="nothing"),
     pytest.param({"x-flora-api-key": "bad\nkey"}, "invalid_token", id="malformed"),
 ])
-def test_per_user_keys_come_from_either_header(headers: dict[str, str], expected: str | None) -> None:
+@pytest.mark.anyio
+async def test_per_user_keys_come_from_either_header(headers: dict[str, str], expected: str | None) -> None:
     policy = AuthPolicy([], per_user_keys=True, base_url="http://flora")
-    caller = policy.authenticate(headers)
+    caller = await policy.authenticate(headers)
     if expected == "key":
         assert isinstance(caller, Caller) and caller.flora_key == TEST_KEY
         assert TEST_KEY not in caller.principal and caller.principal.startswith("key:")
@@ -27,9 +28,10 @@ def test_per_user_keys_come_from_either_header(headers: dict[str, str], expected
         assert isinstance(caller, AuthFailure) and caller.error == expected
 
 
-def test_with_tokens_and_per_user_keys_the_token_admits_and_the_header_names_the_key() -> None:
+@pytest.mark.anyio
+async def test_with_tokens_and_per_user_keys_the_token_admits_and_the_header_names_the_key() -> None:
     policy = AuthPolicy([TOKEN], per_user_keys=True, base_url="http://flora")
-    assert isinstance(policy.authenticate({"authorization": f"Bearer {TEST_KEY}"}), AuthFailure)
-    assert isinstance(policy.authenticate({"authorization": f"Bearer {TOKEN}"}), AuthFailure)
-    caller = policy.authenticate({"authorization": f"Bearer {TOKEN}", "x-flora-api-key": TEST_KEY})
+    assert isinstance(await policy.authenticate({"authorization": f"Bearer {TEST_KEY}"}), AuthFailure)
+    assert isinstance(await policy.authenticate({"authorization": f"Bearer {TOKEN}"}), AuthFailure)
+    caller = await policy.authenticate({"authorization": f"Bearer {TOKEN}", "x-flora-api-key": TEST_KEY})
     assert isinstance(caller, Caller) and caller.flora_key == TEST_KEY and TOKEN not in caller.principal

@@ -185,14 +185,16 @@ def test_the_refusal_cache_is_bounded_and_expires() -> None:
 
 @pytest.mark.parametrize("candidate", [TOKEN[:-1], TOKEN[:8], TOKEN + "x", TOKEN.upper(), " " + TOKEN[1:], ""],
                          ids=["one-short", "prefix", "one-long", "case", "first-char", "empty"])
-def test_a_truncated_or_altered_bearer_token_is_refused(candidate: str) -> None:
+@pytest.mark.anyio
+async def test_a_truncated_or_altered_bearer_token_is_refused(candidate: str) -> None:
     policy = AuthPolicy([OTHER_TOKEN, TOKEN], per_user_keys=False, base_url="http://flora")
-    refused = policy.authenticate({"authorization": f"Bearer {candidate}"})
+    refused = await policy.authenticate({"authorization": f"Bearer {candidate}"})
     assert isinstance(refused, AuthFailure)
-    assert isinstance(policy.authenticate({"authorization": f"Bearer {TOKEN}"}), Caller)
+    assert isinstance(await policy.authenticate({"authorization": f"Bearer {TOKEN}"}), Caller)
 
 
-def test_tokens_are_compared_with_compare_digest_against_every_token_matched_or_not(
+@pytest.mark.anyio
+async def test_tokens_are_compared_with_compare_digest_against_every_token_matched_or_not(
         monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
@@ -205,7 +207,7 @@ def test_tokens_are_compared_with_compare_digest_against_every_token_matched_or_
     policy = AuthPolicy([TOKEN, OTHER_TOKEN, "third-token-abcdef"], per_user_keys=False, base_url="http://flora")
     for candidate in (TOKEN, TOKEN[:-1], "unrelated-token-123"):
         calls.clear()
-        policy.authenticate({"authorization": f"Bearer {candidate}"})
+        await policy.authenticate({"authorization": f"Bearer {candidate}"})
         assert [given for given, _ in calls] == [candidate.encode()] * 3
 
 

@@ -33,6 +33,9 @@ CLIENT_CONFIGS = [
     pytest.param("cursor/hosted/mcp.json", "mcpServers", id="cursor-hosted"),
     pytest.param("vscode/mcp.json", "servers", id="vscode"),
     pytest.param("vscode/hosted/mcp.json", "servers", id="vscode-hosted"),
+    pytest.param("claude-code/hosted-oauth/.mcp.json", "mcpServers", id="claude-code-hosted-oauth"),
+    pytest.param("cursor/hosted-oauth/mcp.json", "mcpServers", id="cursor-hosted-oauth"),
+    pytest.param("vscode/hosted-oauth/mcp.json", "servers", id="vscode-hosted-oauth"),
 ]
 
 
@@ -89,7 +92,12 @@ def test_client_configs_start_the_real_command_with_real_variables(relative: str
     assert list(servers) == ["flora"]
     server = servers["flora"]
     inputs = {i["id"] for i in config.get("inputs", [])}
-    if "url" in server:
+    if "url" in server and "hosted-oauth" in relative:
+        # The client signs the person in from the server's 401 and metadata: nothing secret in the file.
+        assert server["url"].startswith("https://") and server["url"].endswith("/mcp")
+        assert server.get("type", "http") == "http" and "headers" not in server
+        values = []
+    elif "url" in server:
         assert server["url"].startswith("https://") and server["url"].endswith("/mcp")
         assert server.get("type", "http") == "http"
         assert re.fullmatch(r"Bearer \$\{[^}]+\}", server["headers"]["Authorization"])
