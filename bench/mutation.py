@@ -31,8 +31,8 @@ PY = sys.executable
 # Each module with the tests that exercise it (its mirror in tests/ first). Order: cheapest and most central first.
 MODULES: dict[str, list[str]] = {
     "api/retry.py": ["tests/api/test_retry.py", "tests/api/test_client.py"],
-    "api/errors.py": ["tests/api/test_client.py", "tests/api/test_retry.py", "tests/api/test_liberal.py",
-                      "tests/api/test_assets.py"],
+    "api/errors.py": ["tests/api/test_errors.py", "tests/api/test_client.py", "tests/api/test_retry.py",
+                      "tests/api/test_liberal.py", "tests/api/test_assets.py"],
     "api/client.py": ["tests/api/test_client.py", "tests/api/test_liberal.py", "tests/core/test_pagination.py",
                       "tests/reliability/test_malformed.py"],
     "_fetch_guard.py": ["tests/test_fetch_guard.py", "tests/api/test_assets.py"],
