@@ -17,6 +17,7 @@ from flora_mcp.api.assets import MAX_DATA_URL_BYTES, MAX_UPLOAD_BYTES
 from flora_mcp.api.client import DEFAULT_TIMEOUT, MIN_POLL_INTERVAL, SCHEMA_FETCH_CONCURRENCY
 from flora_mcp.api.errors import FloraError
 from flora_mcp.api.retry import DEFAULT_MAX_RETRIES
+from flora_mcp.api.webhooks import webhook_secrets
 
 __all__ = ["DEFAULT_BASE_URL", "NOT_A_FLAG", "ConfigurationError", "Settings"]
 
@@ -121,6 +122,13 @@ class Settings(BaseSettings):
     oauth_client_secret: SecretStr | None = Field(
         default=None, description="Hosted mode: the secret of FLORA_OAUTH_CLIENT_ID, for introspection.",
         json_schema_extra=NOT_A_FLAG)
+    webhook_secret: SecretStr | None = Field(
+        default=None, json_schema_extra=NOT_A_FLAG,
+        description="Hosted mode: FLORA's webhook signing secret (whsec_...; comma-separated during a rotation). "
+                    "With FLORA_PUBLIC_URL, runs are created with a callback_url and complete on FLORA's webhook.")
+    webhook_poll_interval: float = Field(
+        default=15.0, gt=0, description="Hosted mode with webhooks: seconds between the safety-net polls of a run "
+                                        "whose end a webhook will announce.")
 
     @field_validator("base_url")
     @classmethod
@@ -134,6 +142,13 @@ class Settings(BaseSettings):
         if any(len(k.encode()) < 32 for k in keys):
             raise ValueError("each key must be at least 32 bytes of secret randomness (python -c \"import secrets; "
                              "print(secrets.token_hex(32))\")")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            webhook_secrets(value.get_secret_value())
         return value
 
     @field_validator("log_level")
@@ -155,6 +170,10 @@ class Settings(BaseSettings):
         if not key:
             raise ConfigurationError(MISSING_API_KEY)
         return key
+
+    def webhook_secret_values(self) -> list[str]:
+        """The webhook signing secrets in clear, for checking signatures only; empty when webhooks are off."""
+        return webhook_secrets(self.webhook_secret.get_secret_value()) if self.webhook_secret else []
 
     def journal_path(self) -> str:
         """Where the run journal lives: FLORA_JOURNAL, else the user's data directory."""

@@ -139,8 +139,10 @@ class FloraClient:
         *,
         idempotency_key: str,
         workspace_id: str | None = None,
+        callback_url: str | None = None,
     ) -> Run:
-        """Start a run. The same `idempotency_key` is sent on every attempt, as header and as body field.
+        """Start a run. The same `idempotency_key` is sent on every attempt, as header and as body field; with
+        `callback_url`, FLORA announces the run's end there (a signed webhook, `flora_mcp.api.webhooks`).
 
         Raises:
             IdempotencyError: FLORA already has a run for this key (perhaps from an earlier attempt of this call).
@@ -163,6 +165,8 @@ class FloraClient:
                 "mode": "async",
                 "idempotency_key": idempotency_key,
             }
+        if callback_url:
+            payload["callback_url"] = callback_url
         body, rid = await self._request("POST", path, endpoint=endpoint, json=payload,
                                         idempotency_key=idempotency_key)
         return self._absolute_urls(_parse(Run, body, endpoint=endpoint, request_id=rid))

@@ -28,6 +28,7 @@ from flora_mcp.api.models import Run, Technique
 from flora_mcp.config import Settings
 from flora_mcp.core.budget import Reservation, SpendLedger
 from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, TechniqueTool
+from flora_mcp.core.completions import Completions, Watch
 from flora_mcp.core.confirm import Confirmer
 from flora_mcp.core.confirm import gate as confirm_gate
 from flora_mcp.core.journal import Journal, JournalEntry, JournalWriter
@@ -89,11 +90,15 @@ class RunManager:
         account: whose runs these are in the journal.
         journal_only: resume only runs this account's journal holds, never one FLORA alone knows (hosted mode,
             where principals share one FLORA key and must not reach each other's runs by id).
+        completions: FLORA's webhooks (hosted mode with FLORA_PUBLIC_URL and FLORA_WEBHOOK_SECRET): runs are created
+            with its callback URL, and a wait goes on when the run's webhook comes, polling only as a safety net.
     """
 
     def __init__(self, client: FloraClient, journal: Journal, settings: Settings, *, account: str,
-                 media: MediaInputs | None = None, local_files: bool = True, journal_only: bool = False) -> None:
+                 media: MediaInputs | None = None, local_files: bool = True, journal_only: bool = False,
+                 completions: Completions | None = None) -> None:
         self.client = client
+        self.completions = completions
         self.media = media
         """Uploads local files and data: values given as media inputs; None passes every value through."""
         self.local_files = local_files
@@ -228,8 +233,9 @@ class RunManager:
             self.ledger.hold(reservation, key)
             phase.sending()
             try:
-                run = await self.client.create_run(technique, inputs, idempotency_key=key,
-                                                   workspace_id=self.settings.workspace_id)
+                run = await self.client.create_run(
+                    technique, inputs, idempotency_key=key, workspace_id=self.settings.workspace_id,
+                    callback_url=self.completions.callback_url if self.completions is not None else None)
             except IdempotencyError as exc:
                 run = await self._recover(tool, key, started, exc)
                 failure = exc
@@ -283,7 +289,13 @@ class RunManager:
 
     async def _wait(self, tool: str, technique: Technique | None, run: Run, key: str | None, progress: _Progress,
                     phase: CallPhase, *, started: float, max_wait: float) -> ToolResult:
-        scheduler = PollScheduler(min_interval=self.settings.poll_interval)
+        # A run flora-mcp created (it has a key) was given the callback URL: its webhook will say when it ended, and
+        # polling is the safety net. Any other run is polled as usual (a webhook still cuts the wait short).
+        announced = self.completions is not None and key is not None
+        interval = self.settings.poll_interval
+        if announced:
+            interval = max(interval, self.settings.webhook_poll_interval)
+        scheduler = PollScheduler(min_interval=interval)
         ref = technique.ref if technique else None
         poll_url = run.poll_url
         await progress.report(run.progress, run.status)
@@ -292,9 +304,10 @@ class RunManager:
         scheduler.observe(anyio.current_time(), run.progress)
         delay = scheduler.first_delay(run.estimated_seconds)
         last_status = run.status  # the journal is written when the status changes, not on every poll
-        with anyio.move_on_after(max_wait) as scope, self._cut_short(scope):
+        with anyio.move_on_after(max_wait) as scope, self._cut_short(scope), self._watch(run.run_id) as watch:
             while True:
-                await self._sleep_with_heartbeat(delay, progress, run)
+                await self._sleep_with_heartbeat(delay, progress, run, watch)
+                watch.rearm()
                 try:
                     run = await self.client.get_run(run.run_id, technique_ref=ref, poll_url=poll_url)
                 except APIError as exc:
@@ -328,12 +341,22 @@ class RunManager:
         finally:
             self._wait_scopes.discard(scope)
 
-    async def _sleep_with_heartbeat(self, delay: float, progress: _Progress, run: Run) -> None:
-        while delay > 0:
+    @contextmanager
+    def _watch(self, run_id: str) -> Iterator[Watch]:
+        if self.completions is None:
+            yield Watch()  # never fired: the wait is all polling
+            return
+        with self.completions.watch(run_id) as watch:
+            yield watch
+
+    async def _sleep_with_heartbeat(self, delay: float, progress: _Progress, run: Run, watch: Watch) -> None:
+        """Sleep `delay` seconds, or until the run's webhook comes; progress every HEARTBEAT meanwhile."""
+        while delay > 0 and not watch.fired:
             step = min(delay, HEARTBEAT)
-            await anyio.sleep(step)
+            with anyio.move_on_after(step):
+                await watch.wait()
             delay -= step
-            if delay > 0:
+            if delay > 0 and not watch.fired:
                 await progress.report(run.progress, f"{run.status} (waiting)")
 
     def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None) -> ToolResult:

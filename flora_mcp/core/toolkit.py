@@ -28,6 +28,7 @@ from flora_mcp.core.builtin import call_run_tool
 from flora_mcp.core.cache import CatalogCache
 from flora_mcp.core.catalog import Catalog
 from flora_mcp.core.compact import call_compact_tool
+from flora_mcp.core.completions import Completions
 from flora_mcp.core.confirm import Confirmer
 from flora_mcp.core.journal import Journal
 from flora_mcp.core.loading import COMPACT_THRESHOLD, CatalogLoader, catalog_cache_for
@@ -58,11 +59,13 @@ class Toolkit:
             by default one per base URL and key.
         journal_only: resume only runs this account's journal holds, never one FLORA alone knows (hosted mode,
             when principals share a key: a run id FLORA knows may be another principal's).
+        completions: FLORA's webhooks, received by a hosted server: runs carry its callback URL and their waits end
+            when the webhook comes (`flora_mcp.core.completions`); None polls alone.
     """
 
     def __init__(self, settings: Settings | None = None, *, journal: Journal | None = None,
                  client: FloraClient | None = None, local_files: bool = True, account: str | None = None,
-                 journal_only: bool = False) -> None:
+                 journal_only: bool = False, completions: Completions | None = None) -> None:
         self.settings = settings or Settings()
         key = self.settings.api_key_value() if client is not None else self.settings.require_api_key()
         add_secret(key)
@@ -79,7 +82,7 @@ class Toolkit:
         self.media = MediaInputs(self.assets, self._memo, self.account,
                                  WorkspaceChooser(self.client, self.settings.workspace_id))
         self.runs = RunManager(self.client, self.journal, self.settings, account=self.account, media=self.media,
-                               local_files=local_files, journal_only=journal_only)
+                               local_files=local_files, journal_only=journal_only, completions=completions)
         self.outputs = OutputSaver(self.settings)
         self.loader = CatalogLoader(self.client, self.settings, catalog_cache_for(self.settings, key))
 

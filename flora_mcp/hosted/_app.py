@@ -1,4 +1,5 @@
-"""The hosted Starlette app: `/mcp` (streamable HTTP), `/sse` + `/messages/` (legacy SSE), `/healthz`, `/readyz`.
+"""The hosted Starlette app: `/mcp` (streamable HTTP), `/sse` + `/messages/` (legacy SSE), `/healthz`, `/readyz`, and
+`/webhooks/flora` when FLORA's webhooks are on (`_webhooks.py`; its signature is its credential, so no guard).
 
 Every MCP route goes through one guard, in this order: Host and Origin (the SDK's DNS-rebinding checks: 421, 403),
 shutting down (503 for new sessions), credentials (401; 403 for an access token without the scope), a session slot
@@ -33,6 +34,7 @@ from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.hosted._auth import AuthFailure, AuthPolicy, Caller, unauthorized
 from flora_mcp.hosted._limits import OPENING, QuotaRefusal, QuotaSessionManager, Reservation, SessionQuota
 from flora_mcp.hosted._pool import ToolkitPool
+from flora_mcp.hosted._webhooks import WEBHOOK_PATH, WebhookReceiver
 from flora_mcp.server.handlers import create_server
 
 __all__ = ["MCP_PATH", "MESSAGES_PATH", "SSE_PATH", "HostedApp", "InFlight"]
@@ -81,10 +83,12 @@ class HostedApp:
         security: the Host/Origin allow-lists.
         stateless: stateless streamable HTTP (no session affinity needed between replicas).
         quota: how many sessions each principal and the whole server may hold; by default its defaults.
+        webhooks: the receiver of FLORA's completion webhooks; None serves no webhook route.
     """
 
     def __init__(self, pool: ToolkitPool, policy: AuthPolicy, security: TransportSecuritySettings, *,
-                 stateless: bool = False, quota: SessionQuota | None = None) -> None:
+                 stateless: bool = False, quota: SessionQuota | None = None,
+                 webhooks: WebhookReceiver | None = None) -> None:
         self.pool = pool
         self.policy = policy
         self.quota = quota or SessionQuota()
@@ -101,9 +105,12 @@ class HostedApp:
         self.sse = SseServerTransport(MESSAGES_PATH, security_settings=security)
         self.checks = TransportSecurityMiddleware(security)
         metadata = policy.oauth.resource.metadata_routes(MCP_PATH) if policy.oauth is not None else []
+        self.webhooks = webhooks
+        hooks = [Route(WEBHOOK_PATH, webhooks.receive, methods=["POST"])] if webhooks is not None else []
         self.app = Starlette(
             routes=[
                 *metadata,
+                *hooks,
                 Route("/healthz", self._healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
                 Route(MCP_PATH, endpoint=_Guard(self, self.sessions.handle_request, "mcp")),

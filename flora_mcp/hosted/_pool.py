@@ -25,6 +25,7 @@ from pydantic import SecretStr
 
 from flora_mcp.api.errors import AuthenticationError, PermissionDeniedError
 from flora_mcp.config import Settings
+from flora_mcp.core.completions import Completions
 from flora_mcp.core.journal import Journal
 from flora_mcp.core.runs import account_id
 from flora_mcp.core.toolkit import Toolkit
@@ -61,11 +62,14 @@ class ToolkitPool:
         refusals: keys FLORA refused lately; by default a `RefusalCache` of its defaults.
         shares_keys: principals may share a FLORA key (`AuthPolicy.shares_keys`): each then resumes only the runs
             its journal account holds, never a run id FLORA alone knows, which may be another principal's.
+        completions: FLORA's webhooks as this server receives them, shared by every toolkit; None polls alone.
     """
 
     def __init__(self, settings: Settings, *, per_user_keys: bool, max_toolkits: int = DEFAULT_MAX_TOOLKITS,
-                 refusals: RefusalCache | None = None, shares_keys: bool = True) -> None:
+                 refusals: RefusalCache | None = None, shares_keys: bool = True,
+                 completions: Completions | None = None) -> None:
         self.settings = settings
+        self.completions = completions
         self.per_user_keys = per_user_keys
         self.shares_keys = shares_keys
         self.max_toolkits = max_toolkits
@@ -77,7 +81,7 @@ class ToolkitPool:
         self._journal_open = True
         # local_files=False everywhere: the server's disk is not the user's.
         self.shared: Toolkit | None = None if per_user_keys else Toolkit(settings, journal=self.journal,
-                                                                          local_files=False)
+                                                                          local_files=False, completions=completions)
 
     @property
     def ready(self) -> bool:
@@ -175,7 +179,7 @@ class ToolkitPool:
         if flora_key is None:
             assert shared is not None
             toolkit = Toolkit(self.settings, journal=self.journal, client=shared.client, account=account,
-                              journal_only=self.shares_keys, local_files=False)
+                              journal_only=self.shares_keys, local_files=False, completions=self.completions)
 
             async def share() -> None:
                 toolkit.set_catalog(await shared.wait_for_catalog())
@@ -183,7 +187,7 @@ class ToolkitPool:
             return toolkit, share
         settings = self.settings.model_copy(update={"api_key": SecretStr(flora_key)})
         own = Toolkit(settings, journal=self.journal, account=account, journal_only=self.shares_keys,
-                      local_files=False)
+                      local_files=False, completions=self.completions)
 
         async def load() -> None:
             await own.load_catalog()

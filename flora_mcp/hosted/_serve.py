@@ -23,6 +23,7 @@ from sse_starlette.sse import AppStatus
 from flora_mcp._net import bind_listener as bind
 from flora_mcp.api.errors import FloraError
 from flora_mcp.config import ConfigurationError, Settings
+from flora_mcp.core.completions import Completions
 from flora_mcp.core.startup import StartupError, catalog_failure
 from flora_mcp.hosted._app import MCP_PATH, SSE_PATH, HostedApp
 from flora_mcp.hosted._auth import AuthPolicy
@@ -30,6 +31,8 @@ from flora_mcp.hosted._limits import SessionQuota
 from flora_mcp.hosted._oauth import OAuthResource, TokenChecker, resource_url
 from flora_mcp.hosted._options import HostedOptions, is_loopback, transport_security
 from flora_mcp.hosted._pool import ToolkitPool
+from flora_mcp.hosted._webhooks import WebhookReceiver, webhook_url
+from flora_mcp.logs import add_secret
 
 __all__ = ["DRAIN_TIMEOUT", "HostedServer", "bind", "hosted_policy", "local_url", "oauth_resource", "serve_http"]
 
@@ -114,6 +117,17 @@ def local_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def _webhooks(settings: Settings) -> tuple[Completions | None, WebhookReceiver | None]:
+    """FLORA's webhooks, on when FLORA_PUBLIC_URL (where FLORA calls back) and FLORA_WEBHOOK_SECRET are both set."""
+    secrets = settings.webhook_secret_values()
+    if not settings.public_url or not secrets:
+        return None, None
+    for secret in secrets:
+        add_secret(secret)
+    completions = Completions(webhook_url(settings.public_url))
+    return completions, WebhookReceiver(secrets, completions)
+
+
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handlers: flora-mcp drains first, then asks it to stop."""
 
@@ -137,11 +151,13 @@ class HostedServer:
         self.options = options
         self.sock = sock
         self.port: int = sock.getsockname()[1]
-        self.pool = ToolkitPool(settings, per_user_keys=options.per_user_keys, shares_keys=policy.shares_keys)
+        self.completions, receiver = _webhooks(settings)
+        self.pool = ToolkitPool(settings, per_user_keys=options.per_user_keys, shares_keys=policy.shares_keys,
+                                completions=self.completions)
         quota = SessionQuota(max_sessions=settings.max_sessions,
                              max_per_principal=settings.max_sessions_per_principal)
         self.hosted = HostedApp(self.pool, policy, transport_security(options, self.port, settings.public_url),
-                                stateless=options.stateless, quota=quota)
+                                stateless=options.stateless, quota=quota, webhooks=receiver)
         self.uvicorn = _Uvicorn(uvicorn.Config(
             self.hosted.app, log_config=None, access_log=False, lifespan="on", http="h11", ws="none",
             timeout_graceful_shutdown=int(STREAM_GRACE)))
@@ -190,6 +206,11 @@ class HostedServer:
         mode = "stateless streamable HTTP" if self.options.stateless else "streamable HTTP"
         log.info("flora-mcp listening on %s (%s at %s, legacy SSE at %s; auth: %s)", where, mode, MCP_PATH,
                  SSE_PATH, self.hosted.policy.mode)
+        if self.completions is not None:
+            log.info("runs complete on FLORA's webhooks at %s (polling every %.0f s as a safety net)",
+                     self.completions.callback_url, self.settings.webhook_poll_interval)
+        elif self.settings.public_url:
+            log.info("FLORA_WEBHOOK_SECRET is not set: runs are polled, with no webhook")
         try:
             count = await self.pool.load_shared()
         except Exception as exc:

@@ -12,20 +12,32 @@ from __future__ import annotations
 from flora_mcp.sandbox._app import create_app
 from flora_mcp.sandbox._assets import Asset
 from flora_mcp.sandbox._catalog import Catalog, Port, Product, Technique, TechniqueFailure
-from flora_mcp.sandbox._config import DEFAULT_SANDBOX_KEY, Account, SandboxConfig
-from flora_mcp.sandbox._faults import ROUTE_NAMES, Fault, FaultKind, Faults, FaultWhen, RecordedRequest
+from flora_mcp.sandbox._config import DEFAULT_SANDBOX_KEY, DEFAULT_WEBHOOK_SECRET, Account, SandboxConfig
+from flora_mcp.sandbox._faults import (
+    ROUTE_NAMES,
+    WEBHOOK_ROUTE,
+    Fault,
+    FaultKind,
+    Faults,
+    FaultWhen,
+    RecordedRequest,
+)
 from flora_mcp.sandbox._runs import Run, RunOutput
 from flora_mcp.sandbox._samples import SAMPLE_NAMES
 from flora_mcp.sandbox._server import Sandbox, serve_sandbox
 from flora_mcp.sandbox._state import SandboxState
+from flora_mcp.sandbox._webhooks import Delivery, sign_webhook
 
 __all__ = [
     "DEFAULT_SANDBOX_KEY",
+    "DEFAULT_WEBHOOK_SECRET",
     "ROUTE_NAMES",
     "SAMPLE_NAMES",
+    "WEBHOOK_ROUTE",
     "Account",
     "Asset",
     "Catalog",
+    "Delivery",
     "Fault",
     "FaultKind",
     "FaultWhen",
@@ -42,4 +54,5 @@ __all__ = [
     "TechniqueFailure",
     "create_app",
     "serve_sandbox",
+    "sign_webhook",
 ]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from flora_mcp.sandbox._config import DEFAULT_SANDBOX_KEY, Account, SandboxConfig
+from flora_mcp.sandbox._config import DEFAULT_SANDBOX_KEY, DEFAULT_WEBHOOK_SECRET, Account, SandboxConfig
 from flora_mcp.sandbox._server import serve_sandbox
 
 __all__ = ["main", "parse_config"]
@@ -31,6 +31,8 @@ def parse_config(argv: Sequence[str] | None = None) -> SandboxConfig:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request (default 0)")
     parser.add_argument("--extra-techniques", type=int, default=0, help="synthetic techniques to add (default 0)")
     parser.add_argument("--enable-control", action="store_true", help="mount the /_sandbox/ fault-injection routes")
+    parser.add_argument("--webhook-secret", default=DEFAULT_WEBHOOK_SECRET,
+                        help=f"whsec_ secret signing completion callbacks (default {DEFAULT_WEBHOOK_SECRET})")
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         parser.error("the sandbox binds loopback only: --host must be 127.0.0.1, ::1 or localhost")
@@ -46,6 +48,7 @@ def parse_config(argv: Sequence[str] | None = None) -> SandboxConfig:
         latency=args.latency,
         extra_techniques=args.extra_techniques,
         enable_control=args.enable_control,
+        webhook_secret=args.webhook_secret,
     )
 
 

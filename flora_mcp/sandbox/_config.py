@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["DEFAULT_SANDBOX_KEY", "Account", "SandboxConfig"]
+__all__ = ["DEFAULT_SANDBOX_KEY", "DEFAULT_WEBHOOK_SECRET", "Account", "SandboxConfig"]
 
 DEFAULT_SANDBOX_KEY = "sk_sandbox_local"
+DEFAULT_WEBHOOK_SECRET = "whsec_sandbox_local_0123456789abcdef"
+"""The secret the sandbox signs completion callbacks with, as FLORA signs with an account's `whsec_` secret."""
 
 
 @dataclass
@@ -72,9 +74,15 @@ class SandboxConfig:
     signed_upload: Literal["post", "put"] = "post"
     """How a reservation's target takes the bytes: a presigned POST form (`upload`) or a raw PUT (`upload_url`)."""
     assets_page_size: int = 20
+    webhook_secret: str = field(default=DEFAULT_WEBHOOK_SECRET, repr=False)
+    """Signs the callbacks of runs created with `callback_url` (`Flora-Signature`)."""
+    webhook_retry_delay: float = 0.5
+    """Seconds before the first retry of a callback the receiver did not take (doubling; 3 attempts in all)."""
 
     def __post_init__(self) -> None:
         if not self.keys:
             raise ValueError("SandboxConfig.keys needs at least one API key")
         if self.page_size < 1 or self.max_page_size < self.page_size:
             raise ValueError("page_size must be >= 1 and <= max_page_size")
+        if not self.webhook_secret.startswith("whsec_"):
+            raise ValueError("webhook_secret must start with whsec_, as FLORA's do")

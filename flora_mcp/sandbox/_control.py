@@ -1,4 +1,4 @@
-"""The `/_sandbox/...` control routes: fault injection, latency and the request log over HTTP.
+"""The `/_sandbox/...` control routes: fault injection, latency, the request log and the callbacks sent, over HTTP.
 
 Mounted only when `SandboxConfig.enable_control` is true; they need no API key and are never recorded or faulted.
 """
@@ -56,6 +56,10 @@ async def list_requests(request: Request) -> Response:
     return JSONResponse({"requests": [record.to_json() for record in state_of(request).requests]})
 
 
+async def list_deliveries(request: Request) -> Response:
+    return JSONResponse({"deliveries": [d.to_json() for d in state_of(request).webhooks.deliveries]})
+
+
 def control_routes() -> list[Route]:
     return [
         Route("/_sandbox/faults", inject_fault, methods=["POST"]),
@@ -63,4 +67,5 @@ def control_routes() -> list[Route]:
         Route("/_sandbox/faults", list_faults, methods=["GET"]),
         Route("/_sandbox/latency", set_latency, methods=["PUT", "POST"]),
         Route("/_sandbox/requests", list_requests, methods=["GET"]),
+        Route("/_sandbox/webhooks", list_deliveries, methods=["GET"]),
     ]

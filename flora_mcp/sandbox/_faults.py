@@ -7,6 +7,10 @@ charged) and then replaces, delays or loses its response: an unknown outcome, as
 Kinds: `status` (an error envelope with `status`/`code`), `drop` (the connection closes after the response head:
 httpx raises `RemoteProtocolError`), `stall` (wait `seconds`: "before" then answers 504, "after" then sends the real
 response), `html` (a proxy's HTML error page, 502 by default), `truncated` (200 with half a JSON body).
+
+The route `"webhook"` is no request but the sandbox's own outgoing completion callbacks (`_webhooks.py`), with kinds
+of its own: `drop` (never sent), `delay` (sent `seconds` late), `duplicate` (sent twice), `forge` (signed with a wrong
+secret), `stale` (signed correctly, with a timestamp 10 minutes old). `"*"` never matches it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any, Literal, get_args
 
 from flora_mcp.sandbox._errors import code_for_status
 
-__all__ = ["ROUTE_NAMES", "Fault", "FaultKind", "FaultWhen", "Faults", "RecordedRequest"]
+__all__ = ["ROUTE_NAMES", "WEBHOOK_KINDS", "WEBHOOK_ROUTE", "Fault", "FaultKind", "FaultWhen", "Faults",
+           "RecordedRequest"]
 
 ROUTE_NAMES = (
     "list_techniques",
@@ -36,7 +41,13 @@ ROUTE_NAMES = (
     "files",
 )
 
-FaultKind = Literal["status", "drop", "stall", "html", "truncated"]
+WEBHOOK_ROUTE = "webhook"
+"""The fault route of outgoing completion callbacks."""
+
+FaultKind = Literal["status", "drop", "stall", "html", "truncated", "delay", "duplicate", "forge", "stale"]
+WEBHOOK_KINDS = frozenset({"drop", "delay", "duplicate", "forge", "stale"})
+"""What can happen to a callback; `drop` is the one kind it shares with requests."""
+_REQUEST_KINDS = frozenset({"status", "drop", "stall", "html", "truncated"})
 FaultWhen = Literal["before", "after"]
 _DEFAULT_STATUS: dict[str, int] = {"status": 503, "html": 502, "truncated": 200, "drop": 200, "stall": 504}
 
@@ -76,10 +87,14 @@ class Fault:
     remaining: int = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.route != "*" and self.route not in ROUTE_NAMES:
-            raise ValueError(f"unknown route {self.route!r}; expected one of {', '.join(ROUTE_NAMES)} or '*'")
+        if self.route not in ("*", WEBHOOK_ROUTE, *ROUTE_NAMES):
+            raise ValueError(f"unknown route {self.route!r}; expected one of {', '.join(ROUTE_NAMES)}, "
+                             f"{WEBHOOK_ROUTE!r} or '*'")
         if self.kind not in get_args(FaultKind):
             raise ValueError(f"unknown fault kind {self.kind!r}")
+        kinds = WEBHOOK_KINDS if self.route == WEBHOOK_ROUTE else _REQUEST_KINDS
+        if self.kind not in kinds:
+            raise ValueError(f"a {self.route!r} fault is one of {', '.join(sorted(kinds))}, not {self.kind!r}")
         if self.when not in get_args(FaultWhen):
             raise ValueError(f"when must be 'before' or 'after', not {self.when!r}")
         if self.count < 1:
@@ -112,12 +127,13 @@ class Faults:
         """Make the next `count` requests of `route` fail in the way `kind` says.
 
         Args:
-            route: a route name from `ROUTE_NAMES`, or "*" for every route.
-            kind: "status", "drop", "stall", "html" or "truncated".
+            route: a route name from `ROUTE_NAMES`, "*" for every route, or "webhook" for completion callbacks.
+            kind: "status", "drop", "stall", "html" or "truncated"; for "webhook": "drop", "delay", "duplicate",
+                "forge" or "stale".
             count: how many requests the fault hits.
             status: HTTP status (defaults: status 503, html 502, truncated 200).
             code: error code for "status" faults (default: the code FLORA sends with that status).
-            seconds: how long a "stall" waits.
+            seconds: how long a "stall" waits, or a "delay"ed callback is held back.
             when: "before" skips the handler; "after" runs it and then spoils its response.
             retry_after: seconds for a `Retry-After` header on "status" faults.
             message: error message for "status" faults.
@@ -151,7 +167,7 @@ class Faults:
     def take(self, route: str) -> Fault | None:
         """The fault that hits this request of `route`, counting it down; None when there is none."""
         for fault in self._pending:
-            if fault.route in (route, "*"):
+            if fault.route == route or (fault.route == "*" and route != WEBHOOK_ROUTE):
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._pending.remove(fault)

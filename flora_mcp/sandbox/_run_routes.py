@@ -20,7 +20,7 @@ from flora_mcp.sandbox._http import (
 )
 from flora_mcp.sandbox._routes import find_technique
 from flora_mcp.sandbox._state import body_fingerprint
-from flora_mcp.sandbox._validation import validate_input_list, validate_input_map
+from flora_mcp.sandbox._validation import validate_callback_url, validate_input_list, validate_input_map
 
 __all__ = ["create_run", "create_technique_run", "get_run", "get_technique_run", "list_technique_runs"]
 
@@ -38,6 +38,7 @@ async def create_technique_run(request: Request) -> Response:
     inputs = validate_input_list(technique, body.get("inputs"))
     if mode != "async":
         raise SandboxError.validation([FieldError("mode", "Only async mode is supported")])
+    callback_url = validate_callback_url(body.get("callback_url"))
     state.check_credits(api_key, technique.run_cost)
     run = state.start_run(
         technique=technique,
@@ -47,6 +48,7 @@ async def create_technique_run(request: Request) -> Response:
         fingerprint=fingerprint,
         poll_path=f"techniques/{ref}/runs/{{run_id}}",
         origin=origin_of(request),
+        callback_url=callback_url,
     )
     data = run.to_json(origin_of(request))
     data["estimated_seconds"] = state.estimated_seconds(technique)
@@ -74,6 +76,7 @@ async def create_run(request: Request) -> Response:
     fingerprint = body_fingerprint(technique.technique_id, body)
     state.check_idempotency(api_key, key, fingerprint)
     inputs = validate_input_map(technique, body.get("inputs"))
+    callback_url = validate_callback_url(body.get("callback_url"))
     state.check_credits(api_key, technique.run_cost)
     run = state.start_run(
         technique=technique,
@@ -83,6 +86,7 @@ async def create_run(request: Request) -> Response:
         fingerprint=fingerprint,
         poll_path="runs/{run_id}",
         origin=origin_of(request),
+        callback_url=callback_url,
     )
     origin = origin_of(request)
     return JSONResponse(

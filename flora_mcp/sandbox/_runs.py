@@ -65,6 +65,8 @@ class Run:
     outputs: list[RunOutput] = field(default_factory=list)
     error_code: str | None = None
     error_message: str | None = None
+    callback_url: str | None = None
+    """Where the signed completion callback goes (`_webhooks.py`); None: the client polls."""
 
     @property
     def technique_id(self) -> str:

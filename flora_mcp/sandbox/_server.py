@@ -23,6 +23,7 @@ from flora_mcp.sandbox._middleware import install_log_filters
 from flora_mcp.sandbox._runs import Run
 from flora_mcp.sandbox._samples import SAMPLE_NAMES
 from flora_mcp.sandbox._state import SandboxState
+from flora_mcp.sandbox._webhooks import Delivery
 
 __all__ = ["Sandbox", "serve_sandbox"]
 
@@ -109,6 +110,11 @@ class Sandbox:
     @property
     def faults(self) -> Faults:
         return self.state.faults
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every completion callback made (dropped ones too), in order, with the receiver's answers."""
+        return self.state.webhooks.deliveries
 
     def sample_url(self, name: str) -> str:
         """The URL of a start-up sample image: street.png, portrait.png or logo.png."""

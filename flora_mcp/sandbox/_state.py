@@ -1,4 +1,5 @@
-"""The live state of one sandbox: credits, runs, assets, idempotency keys, rate limits, faults and the request log.
+"""The live state of one sandbox: credits, runs, assets, idempotency keys, rate limits, faults, the request log and
+the completion callbacks sent.
 
 Tests may change `run_delay`, `technique_delays`, `latency` and `rate_limit` while the sandbox runs.
 """
@@ -23,6 +24,7 @@ from flora_mcp.sandbox._errors import SandboxError
 from flora_mcp.sandbox._faults import Faults, RecordedRequest
 from flora_mcp.sandbox._fetch import Fetcher
 from flora_mcp.sandbox._runs import Run, execute_run, now_ms
+from flora_mcp.sandbox._webhooks import Webhooks
 
 __all__ = ["SandboxState", "body_fingerprint"]
 
@@ -63,6 +65,7 @@ class SandboxState:
         self.assets = AssetStore()
         self.requests: list[RecordedRequest] = []
         self.faults = Faults()
+        self.webhooks = Webhooks(config.webhook_secret, self.faults, config.webhook_retry_delay)
         self.started_at = now_ms()
         self.files_dir: Path | None = None
         self.task_group: TaskGroup | None = None
@@ -128,6 +131,7 @@ class SandboxState:
         fingerprint: str,
         poll_path: str,
         origin: str,
+        callback_url: str | None = None,
     ) -> Run:
         """Charge, remember the idempotency key and start the run's work in the background."""
         if self.task_group is None or self.files_dir is None:
@@ -145,6 +149,7 @@ class SandboxState:
             sequence=len(self.runs) + 1,
             cost=technique.run_cost,
             charged_cost=technique.run_cost,
+            callback_url=callback_url,
         )
         balance = self.credits.get(api_key)
         if balance is not None:
@@ -159,6 +164,7 @@ class SandboxState:
         await execute_run(
             run, delay=self.delay_for(run.technique), fetcher=fetcher, files_dir=files_dir, on_failure=self._refund
         )
+        await self.webhooks.announce(run)
 
     def _refund(self, run: Run) -> None:
         balance = self.credits.get(run.api_key)

@@ -11,7 +11,7 @@ from flora_mcp.sandbox._catalog import URL_TYPES, Technique, canonical_type
 from flora_mcp.sandbox._errors import FieldError, SandboxError
 from flora_mcp.sandbox._fetch import check_url
 
-__all__ = ["validate_input_list", "validate_input_map"]
+__all__ = ["validate_callback_url", "validate_input_list", "validate_input_map"]
 
 
 def validate_input_list(technique: Technique, raw: Any) -> dict[str, str]:
@@ -60,6 +60,19 @@ def validate_input_map(technique: Technique, raw: Any) -> dict[str, str]:
             values[input_id] = value
     _check_values(technique, values, errors)
     return values
+
+
+def validate_callback_url(raw: Any) -> str | None:
+    """The create body's `callback_url` (None when absent); a 422 unless it is an http(s) URL on loopback."""
+    if raw is None:
+        return None
+    problem = "Must be a string" if not isinstance(raw, str) else check_url(raw)
+    if problem is None and raw.startswith("data:"):
+        problem = "Must be an http(s) URL"
+    if problem is not None:
+        raise SandboxError.validation([FieldError("callback_url", problem)])
+    assert isinstance(raw, str)
+    return raw
 
 
 def _ids(technique: Technique) -> str:

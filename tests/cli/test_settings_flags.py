@@ -13,7 +13,7 @@ from flora_mcp.cli.flags import flag_fields, flag_name
 from flora_mcp.cli.main import build_parser, settings_from_args
 from flora_mcp.config import Settings
 
-SECRETS = {"api_key", "mcp_tokens", "state_keys", "oauth_client_secret"}
+SECRETS = {"api_key", "mcp_tokens", "state_keys", "oauth_client_secret", "webhook_secret"}
 VERBS = [[], ["serve"], ["export-tools"], ["techniques"], ["describe", "x"], ["run", "x"]]
 
 
@@ -53,9 +53,9 @@ def test_a_secret_is_never_a_flag(secret: str, verb: list[str], capsys: pytest.C
 
 def test_a_secret_without_the_mark_is_refused() -> None:
     class Leaky(Settings):
-        webhook_secret: SecretStr | None = None
+        signing_secret: SecretStr | None = None
 
-    with pytest.raises(TypeError, match="webhook_secret"):
+    with pytest.raises(TypeError, match="signing_secret"):
         flag_fields(Leaky)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,10 +24,11 @@ TOKEN = "tok_hosted_test_0123456789"
 
 
 @asynccontextmanager
-async def hosted(settings: Settings, **options: Any) -> AsyncIterator[HostedServer]:
-    """A hosted server on a free loopback port for the block; drained and stopped after it."""
+async def hosted(settings: Settings, *, sock: socket.socket | None = None,
+                 **options: Any) -> AsyncIterator[HostedServer]:
+    """A hosted server on a free loopback port (or on `sock`, bound already) for the block; drained after it."""
     opts = HostedOptions(host="127.0.0.1", port=0, **options)
-    sock = bind("127.0.0.1", 0)
+    sock = sock or bind("127.0.0.1", 0)
     server = HostedServer(settings, opts, hosted_policy(settings, opts, sock.getsockname()[1]), sock)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
