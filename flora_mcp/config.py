@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Level of the stderr log: DEBUG, INFO, WARNING or ERROR.")
     journal: str | None = Field(default=None, description="Run journal path (SQLite; unset: runs.sqlite3 in the user "
                                                           "data folder); ':memory:' keeps none.")
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL URL (postgresql://user:password@host:5432/db) that every replica "
+                                  "shares: runs, spend, budgets, MCP tasks and uploads go there instead of the "
+                                  "FLORA_JOURNAL file.", json_schema_extra=NOT_A_FLAG)
 
     techniques: str | None = Field(default=None, description="Slug globs to include or exclude: 'cctv-*,!*-beta'.")
     query: str | None = Field(default=None, description="Only techniques matching this search (FLORA's `query`).")
@@ -135,6 +139,14 @@ class Settings(BaseSettings):
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and not value.get_secret_value().startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL: postgresql://user:password@host:5432/database")
+        return value
+
     @field_validator("state_keys")
     @classmethod
     def _keys_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -174,6 +186,11 @@ class Settings(BaseSettings):
     def webhook_secret_values(self) -> list[str]:
         """The webhook signing secrets in clear, for checking signatures only; empty when webhooks are off."""
         return webhook_secrets(self.webhook_secret.get_secret_value()) if self.webhook_secret else []
+
+    def store_location(self) -> str:
+        """Where runs, spend, budgets, tasks and uploads are kept: FLORA_DATABASE_URL, else the journal file."""
+        url = self.database_url.get_secret_value() if self.database_url else ""
+        return url or self.journal_path()
 
     def journal_path(self) -> str:
         """Where the run journal lives: FLORA_JOURNAL, else the user's data directory."""

@@ -11,7 +11,10 @@ import pytest
 
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
+from tests.store.pg_support import postgres_server, postgres_url, store_location
 from tests.support import sandbox_config, settings_for
+
+__all__ = ["postgres_server", "postgres_url", "store_location"]  # fixtures for every folder (tests/store/pg_support.py)
 
 
 @pytest.fixture

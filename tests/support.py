@@ -128,7 +128,7 @@ def serve_in_thread(server: BaseServer) -> Iterator[None]:
 class FullDisk:
     """A journal connection on a disk that fills up: every write after the first `allowed` ones raises `error`.
 
-    Put in place of a `Journal`'s connection (`journal._db`); reads go through untouched.
+    Put in place of a `SQLiteStore`'s connection (`store._db`); reads go through untouched.
     """
 
     def __init__(self, inner: sqlite3.Connection, *, allowed: int, error: BaseException) -> None:

@@ -6,6 +6,7 @@ Every `import` in every module under `flora_mcp/` counts: module level, inside f
     foundation     flora_mcp._version, flora_mcp._net, flora_mcp._fetch_guard, flora_mcp._media, flora_mcp.logs
     api            the FLORA REST client
     settings       flora_mcp.config: the settings, whose defaults are the api layer's constants
+    store          the journal, spend and budgets, task state and remembered uploads, in SQLite or PostgreSQL
     core           catalog, runs, journal, results, the Toolkit facade
     server | integrations   MCP wiring | export and adapters: peers, neither imports the other
     hosted         HTTP + SSE
@@ -33,8 +34,8 @@ FOUNDATION = frozenset({"flora_mcp._version", "flora_mcp._net", "flora_mcp._fetc
                         "flora_mcp.logs"})
 SETTINGS = "flora_mcp.config"
 PUBLIC = frozenset({"flora_mcp", "flora_mcp.__main__", "flora_mcp.export", "flora_mcp.adapters"})
-RANKS = {"foundation": 0, "api": 1, "settings": 2, "core": 3, "server": 4, "integrations": 4, "hosted": 5, "cli": 6,
-         "public": 7}
+RANKS = {"foundation": 0, "api": 1, "settings": 2, "store": 3, "core": 4, "server": 5, "integrations": 5, "hosted": 6,
+         "cli": 7, "public": 8}
 SANDBOX = "sandbox"
 
 # The one import that goes up a layer. `Toolkit.export_tools` hands the library user the same definitions in a

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flora_mcp.api.models import Technique
-from flora_mcp.core.journal import JOURNAL_STATUSES
 from flora_mcp.core.results import OUTPUT_SCHEMA, ToolResult
 from flora_mcp.core.runs import ProgressCallback, RunManager
 from flora_mcp.core.tool_names import COMPACT_TOOLS, DESCRIBE, GET_RUN, LIST_RUNS, RUN, RUN_TOOLS, SEARCH, SPEND
 from flora_mcp.core.translator import CallPhase, informational, refusal
+from flora_mcp.store import JOURNAL_STATUSES
 
 __all__ = ["COMPACT_LIST_BUDGET", "COMPACT_TOOLS", "RUN_TOOLS", "call_run_tool", "compact_tools", "run_tools"]
 
@@ -155,8 +155,8 @@ async def call_run_tool(name: str, args: dict[str, Any], runs: RunManager, *,
     if name == GET_RUN:
         return await _get_run(args, runs, technique_for=technique_for, progress=progress, phase=phase)
     if name == LIST_RUNS:
-        return _list_runs(args, runs)
-    spend = runs.spend()
+        return await _list_runs(args, runs)
+    spend = await runs.spend()
     return informational(SPEND, spend, session_spend=spend["session_spend"])
 
 
@@ -172,9 +172,10 @@ async def _get_run(args: dict[str, Any], runs: RunManager, *, technique_for: Cal
                              tool=GET_RUN, phase=phase)
 
 
-def _list_runs(args: dict[str, Any], runs: RunManager) -> ToolResult:
+async def _list_runs(args: dict[str, Any], runs: RunManager) -> ToolResult:
     limit = args.get("limit", DEFAULT_LIST_LIMIT)
     limit = min(max(int(limit), 1), MAX_LIST_LIMIT) if isinstance(limit, int | float) else DEFAULT_LIST_LIMIT
-    entries = runs.recent(limit=limit, status=args.get("status"))
+    entries = await runs.recent(limit=limit, status=args.get("status"))
     rows = [{k: v for k, v in e.as_dict().items() if k != "inputs"} for e in entries]
-    return informational(LIST_RUNS, {"runs": rows, "count": len(rows)}, session_spend=round(runs.session_spend, 6))
+    spent = round(await runs.session_spend(), 6)
+    return informational(LIST_RUNS, {"runs": rows, "count": len(rows)}, session_spend=spent)

@@ -3,8 +3,8 @@
     prepare(tool, args)   local work only, no request: each path or data: value of a media input is checked and
                           opened (`local_files`); any refusal is a field error naming the input, the value and why
     upload(prepared)      the workspace (`WorkspaceChooser`), then each distinct file (by SHA-256) that this account
-                          has not uploaded to that workspace before (`AssetMemo`; a remembered asset is read once to
-                          see that FLORA still has it), concurrently, with progress; the
+                          has not uploaded to that workspace before (the store's remembered uploads; a remembered
+                          asset is read once to see that FLORA still has it), concurrently, with progress; the
                           arguments come back with the asset URLs in place, and the list of what left the machine
 
 https URLs and element ids pass through untouched. The caller checks the cost caps between the two steps, so a call
@@ -27,9 +27,9 @@ from flora_mcp.api.assets import Assets
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import APIError, FloraError, NotFoundError, UploadError
 from flora_mcp.api.models import Technique
-from flora_mcp.core.asset_memo import AssetMemo, RememberedAsset
 from flora_mcp.core.local_files import KIND_BY_INPUT_TYPE, FilePolicy, LocalMedia, Refused, classify, describe_size
 from flora_mcp.core.results import FieldError, InputUpload
+from flora_mcp.store import RememberedAsset, Store
 
 __all__ = ["UPLOAD_CONCURRENCY", "MediaInputs", "PolicyProvider", "Prepared", "WorkspaceChooser", "WorkspaceError"]
 
@@ -116,7 +116,7 @@ class MediaInputs:
         workspace: chooses the workspace uploads go to.
     """
 
-    def __init__(self, assets: Assets, memo: AssetMemo, account: str, workspace: WorkspaceChooser) -> None:
+    def __init__(self, assets: Assets, memo: Store, account: str, workspace: WorkspaceChooser) -> None:
         self.assets = assets
         self.memo = memo
         self.account = account
@@ -218,7 +218,7 @@ class MediaInputs:
     async def _still_there(self, workspace_id: str, sha256: str) -> RememberedAsset | None:
         """The remembered asset of these bytes, if FLORA still has it ready: a run given a deleted asset's URL would
         fail after it was paid for, so one read is worth it."""
-        remembered = self.memo.get(self.account, workspace_id, sha256)
+        remembered = await self.memo.asset_get(self.account, workspace_id, sha256)
         if remembered is None:
             return None
         try:
@@ -227,7 +227,7 @@ class MediaInputs:
             asset = None
         if asset is None or not asset.is_ready:
             log.info("asset %s is gone from FLORA; its file is uploaded again", remembered.asset_id)
-            self.memo.forget(self.account, workspace_id, sha256)
+            await self.memo.asset_forget(self.account, workspace_id, sha256)
             return None
         return RememberedAsset(asset.asset_id, asset.url or remembered.url, remembered.size_bytes,
                                remembered.content_type)
@@ -250,7 +250,7 @@ class MediaInputs:
                               sent=True) from exc
         assert asset.url is not None
         remembered = RememberedAsset(asset.asset_id, asset.url, media.size, asset.content_type or media.content_type)
-        self.memo.put(self.account, workspace_id, slot.sha256, remembered)
+        await self.memo.asset_put(self.account, workspace_id, slot.sha256, remembered)
         log.info("input %s: uploaded %s (%s, %s) as asset %s", slot.input_id, media.label,
                  describe_size(media.size), remembered.content_type, asset.asset_id)
         return remembered

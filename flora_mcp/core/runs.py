@@ -31,13 +31,14 @@ from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, TechniqueTool
 from flora_mcp.core.completions import Completions, Watch
 from flora_mcp.core.confirm import Confirmer
 from flora_mcp.core.confirm import gate as confirm_gate
-from flora_mcp.core.journal import Journal, JournalEntry, JournalWriter
+from flora_mcp.core.journal import JournalWriter
 from flora_mcp.core.local_files import FilePolicy, allowed_folders
 from flora_mcp.core.media_in import MediaInputs, Prepared
 from flora_mcp.core.polling import PollScheduler
 from flora_mcp.core.results import InputUpload, ToolResult
 from flora_mcp.core.tool_names import GET_RUN
 from flora_mcp.core.translator import CallPhase, combined, from_failure, from_run, refusal
+from flora_mcp.store import JournalEntry, Store
 
 __all__ = ["ProgressCallback", "RunManager", "account_id"]
 
@@ -56,6 +57,8 @@ RECOVERY_WINDOW = 600.0
 RECOVERY_PAGE = 50
 DAY = 86_400.0
 """Seconds in a day: FLORA_PRINCIPAL_BUDGET counts from midnight UTC."""
+LEASE_MARGIN = 900.0
+"""Seconds a call's reservation outlasts FLORA_MAX_WAIT (confirmation, uploads), before it lapses as a dead one's."""
 
 
 def account_id(base_url: str, api_key: str) -> str:
@@ -94,7 +97,7 @@ class RunManager:
             with its callback URL, and a wait goes on when the run's webhook comes, polling only as a safety net.
     """
 
-    def __init__(self, client: FloraClient, journal: Journal, settings: Settings, *, account: str,
+    def __init__(self, client: FloraClient, journal: Store, settings: Settings, *, account: str,
                  media: MediaInputs | None = None, local_files: bool = True, journal_only: bool = False,
                  completions: Completions | None = None) -> None:
         self.client = client
@@ -107,26 +110,22 @@ class RunManager:
         self.settings = settings
         self.account = account
         self.journal_only = journal_only
-        self.ledger = SpendLedger(max_cost_per_call=settings.max_cost_per_call,
-                                  session_budget=settings.session_budget,
-                                  daily_budget=settings.principal_budget, spent_today=self._charged_today)
+        # One budget session per process with a store of its own; with a shared one, the principal's on every replica.
+        scope = account if journal.shared else f"{account}/{uuid.uuid4().hex}"
+        self.ledger = SpendLedger(journal, account=account, scope=scope, max_cost_per_call=settings.max_cost_per_call,
+                                  session_budget=settings.session_budget, daily_budget=settings.principal_budget,
+                                  lease=settings.max_wait + LEASE_MARGIN)
         self._record = JournalWriter(journal, account)
         self._stopping = False
         self._wait_scopes: set[anyio.CancelScope] = set()
 
-    def _charged_today(self) -> float:
-        """What this account was charged since midnight UTC, from the journal (it outlives the process)."""
-        return self.journal.charged_since(self.account, time.time() // DAY * DAY)
-
-    @property
-    def session_spend(self) -> float:
+    async def session_spend(self) -> float:
         """USD FLORA charged for this session's runs."""
-        return self.ledger.session_spend
+        return await self.ledger.session_spend()
 
-    @property
-    def held(self) -> float:
+    async def held(self) -> float:
         """USD the session budget counts besides what was charged: calls being submitted, runs not charged yet."""
-        return self.ledger.held
+        return (await self.ledger.totals())[1]
 
     # A technique call --------------------------------------------------------------------------------------------
 
@@ -141,7 +140,7 @@ class RunManager:
         `roots` gives the client's MCP roots, which then are the folders local files may come from.
         """
         result = await self._run_tool(tool, arguments, progress, phase or CallPhase(), confirm, roots)
-        result.session_spend = round(self.session_spend, 6)
+        result.session_spend = round(await self.session_spend(), 6)
         return result
 
     async def _run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
@@ -168,14 +167,14 @@ class RunManager:
             if count > MAX_MULTIPLE_VALUES:
                 return refusal(tool.name, technique, f"{count} runs requested; at most {MAX_MULTIPLE_VALUES} per call")
             # The price is admitted before any byte is uploaded: a call over a cap sends nothing.
-            admitted = self.ledger.admit(tool.name, technique, count)
+            admitted = await self.ledger.admit(tool.name, technique, count, day_start=time.time() // DAY * DAY)
             if isinstance(admitted, ToolResult):
                 return admitted
             try:
                 # After the caps (a refused call is not worth asking about), before anything is sent (an upload
                 # too); held meanwhile.
                 stopped = await confirm_gate(self.settings.confirm_above, tool.name, technique, args, count,
-                                             self.session_spend, confirm)
+                                             await self.session_spend(), confirm)
                 if stopped is not None:
                     return stopped
                 reporter = _Progress(progress)
@@ -193,7 +192,8 @@ class RunManager:
                 result.uploads = uploads
                 return result
             finally:
-                self.ledger.close(admitted)
+                with anyio.CancelScope(shield=True):
+                    await self.ledger.close(admitted)
 
     async def file_policy(self, roots: RootsProvider | None) -> FilePolicy:
         """Which local files a call may read: from the client's roots when it offers them (see `allowed_folders`)."""
@@ -223,14 +223,14 @@ class RunManager:
                        reservation: Reservation, phase: CallPhase) -> ToolResult:
         technique = tool.technique
         key = f"flora-mcp-{uuid.uuid4().hex}"
-        self._record.submitting(key, tool.name, technique, inputs)
+        await self._record.submitting(key, tool.name, technique, inputs, budget_session=reservation.session)
         started = time.time()
         await progress.report(0.0, "submitting")
         run: Run | None = None
         failure: APIError | None = None
         # Shielded: once the request may be out, the client giving up must not cost us the run id.
         with anyio.CancelScope(shield=True):
-            self.ledger.hold(reservation, key)
+            await self.ledger.hold(reservation, key)
             phase.sending()
             try:
                 run = await self.client.create_run(
@@ -240,15 +240,15 @@ class RunManager:
                 run = await self._recover(tool, key, started, exc)
                 failure = exc
             except APIError as exc:
-                self._record.create_failed(key, exc, run_may_exist=exc.outcome_unknown)
+                await self._record.create_failed(key, exc, run_may_exist=exc.outcome_unknown)
                 if not exc.outcome_unknown:
                     phase.nothing_created()
-                    self.ledger.release(key)  # FLORA refused it: nothing was charged
+                    await self.ledger.release(key)  # FLORA refused it: nothing was charged
                 failure = exc
             if run is not None:
                 phase.created(run.run_id)
-                self._record.created(key, run)
-                self._charge(key, run)
+                await self._record.created(key, run)
+                await self._charge(key, run)
         if run is None:
             assert failure is not None  # a create either returns its run or raises
             return from_failure(tool.name, failure, phase, technique)
@@ -265,12 +265,12 @@ class RunManager:
             log.warning("recovery lookup failed: %s", lookup.message)
             found = None
         if found is None:
-            self._record.create_failed(key, exc, run_may_exist=True)
+            await self._record.create_failed(key, exc, run_may_exist=True)
         return found
 
     async def _find_submitted_run(self, technique: Technique, key: str, started: float) -> Run | None:
         runs, _ = await self.client.list_technique_runs(technique_id=technique.technique_id, limit=RECOVERY_PAGE)
-        known = {e.run_id for e in self.journal.recent(self.account, limit=500) if e.run_id}
+        known = {e.run_id for e in await self.journal.recent(self.account, limit=500) if e.run_id}
         by_key = [r for r in runs if (r.model_extra or {}).get("idempotency_key") == key]
         if by_key:
             return by_key[0]
@@ -280,10 +280,8 @@ class RunManager:
         log.warning("%d candidate runs for the lost create; not guessing", len(candidates))
         return None
 
-    def _charge(self, key: str, run: Run) -> None:
-        if self.ledger.charge(key, run.charged_cost, already=self._record.charged_before(key)):
-            assert run.charged_cost is not None  # charge() says True only for a reported cost
-            self._record.charged(key, run.charged_cost)
+    async def _charge(self, key: str, run: Run) -> None:
+        await self.ledger.charge(key, run.charged_cost)
 
     # Waiting ---------------------------------------------------------------------------------------------------
 
@@ -300,7 +298,7 @@ class RunManager:
         poll_url = run.poll_url
         await progress.report(run.progress, run.status)
         if run.is_terminal:
-            return self._finish(tool, technique, run, key)
+            return await self._finish(tool, technique, run, key)
         scheduler.observe(anyio.current_time(), run.progress)
         delay = scheduler.first_delay(run.estimated_seconds)
         last_status = run.status  # the journal is written when the status changes, not on every poll
@@ -315,11 +313,11 @@ class RunManager:
                 poll_url = run.poll_url or poll_url
                 scheduler.observe(anyio.current_time(), run.progress)
                 if key and run.status != last_status and not run.is_terminal:
-                    self._record.polled(key, run)
+                    await self._record.polled(key, run)
                 last_status = run.status
                 await progress.report(run.progress, run.status)
                 if run.is_terminal:
-                    return self._finish(tool, technique, run, key)
+                    return await self._finish(tool, technique, run, key)
                 if time.time() - started >= self.settings.run_timeout:
                     return from_run(tool, run, technique, timed_out=True)
                 delay = scheduler.next_delay()
@@ -359,11 +357,13 @@ class RunManager:
             if delay > 0 and not watch.fired:
                 await progress.report(run.progress, f"{run.status} (waiting)")
 
-    def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None) -> ToolResult:
+    async def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None) -> ToolResult:
         if key:
-            self.ledger.release(key)
-            self._record.finished(key, run)
-            self._charge(key, run)
+            await self._record.finished(key, run)
+            if run.charged_cost is None:
+                await self.ledger.release(key)
+            else:
+                await self._charge(key, run)  # the charge is written and the hold ended in one step
         return from_run(tool, run, technique)
 
     # Resuming, and what the journal says -----------------------------------------------------------------------
@@ -374,7 +374,7 @@ class RunManager:
                      phase: CallPhase | None = None) -> ToolResult:
         """Pick a run up again by id, from the journal when it knows the run, else from FLORA alone."""
         phase = phase or CallPhase()
-        entry = self.journal.get(self.account, run_id)
+        entry = await self.journal.get(self.account, run_id)
         if entry is None and self.journal_only:
             return refusal(tool, None, f"No run {run_id} among this caller's runs.", code="run_not_found",
                            next_step="flora_list_runs lists the runs you started.")
@@ -392,25 +392,28 @@ class RunManager:
             technique = technique_for(run.technique_id)
         key = entry.idempotency_key if entry else None
         if key:
-            self._record.polled(key, run)
+            await self._record.polled(key, run)
         wait = self.settings.max_wait if wait_seconds is None else min(max(wait_seconds, 0.0), self.settings.max_wait)
         reporter = _Progress(progress)
         if run.is_terminal or wait <= 0:
-            result = self._finish(tool, technique, run, key) if run.is_terminal else from_run(tool, run, technique)
+            if run.is_terminal:
+                result = await self._finish(tool, technique, run, key)
+            else:
+                result = from_run(tool, run, technique)
             await reporter.report(run.progress, run.status)
         else:
             started = entry.created_at if entry else time.time()
             result = await self._wait(tool, technique, run, key, reporter, phase, started=started, max_wait=wait)
-        result.session_spend = round(self.session_spend, 6)
+        result.session_spend = round(await self.session_spend(), 6)
         return result
 
-    def recent(self, limit: int = 20, status: str | None = None) -> list[JournalEntry]:
+    async def recent(self, limit: int = 20, status: str | None = None) -> list[JournalEntry]:
         """This account's latest journal entries, newest first."""
-        return self.journal.recent(self.account, limit=limit, status=status)
+        return await self.journal.recent(self.account, limit=limit, status=status)
 
-    def spend(self) -> dict[str, Any]:
+    async def spend(self) -> dict[str, Any]:
         """The session's spend, holds and caps, and the all-time spend per technique."""
-        return self.ledger.report(self.journal.spend(self.account))
+        return await self.ledger.report(await self.journal.spend(self.account))
 
 
 def _run_count(args: Mapping[str, Any]) -> int:

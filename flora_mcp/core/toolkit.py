@@ -23,14 +23,12 @@ from flora_mcp.api.errors import UploadError
 from flora_mcp.api.models import Technique
 from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.config import ConfigurationError, Settings
-from flora_mcp.core.asset_memo import AssetMemo
 from flora_mcp.core.builtin import call_run_tool
 from flora_mcp.core.cache import CatalogCache
 from flora_mcp.core.catalog import Catalog
 from flora_mcp.core.compact import call_compact_tool
 from flora_mcp.core.completions import Completions
 from flora_mcp.core.confirm import Confirmer
-from flora_mcp.core.journal import Journal
 from flora_mcp.core.loading import COMPACT_THRESHOLD, CatalogLoader, catalog_cache_for
 from flora_mcp.core.media_in import MediaInputs, WorkspaceChooser
 from flora_mcp.core.media_out import OutputSaver
@@ -39,6 +37,7 @@ from flora_mcp.core.runs import ProgressCallback, RootsProvider, RunManager, acc
 from flora_mcp.core.tool_names import COMPACT_TOOLS, RUN_TOOLS
 from flora_mcp.core.translator import CallPhase, from_failure, refusal
 from flora_mcp.logs import add_secret
+from flora_mcp.store import Store, open_store
 
 __all__ = ["COMPACT_THRESHOLD", "ConfigurationError", "Toolkit"]
 
@@ -50,8 +49,8 @@ class Toolkit:
 
     Args:
         settings: where FLORA is, the key, and every limit; defaults to `Settings()` (the environment).
-        journal: a run journal to share (hosted mode shares one among users); by default one at
-            `settings.journal_path()`, closed with the toolkit.
+        journal: the store to share (hosted mode shares one among users); by default one at
+            `settings.store_location()` (FLORA_DATABASE_URL, else the FLORA_JOURNAL file), closed with the toolkit.
         client: a ready FloraClient (tests, connection sharing); by default one is made from the settings.
         local_files: whether media inputs may name local files (False in hosted mode: the server's disk is not the
             user's; `data:` values are still taken, within FLORA_MAX_DATA_URL_BYTES).
@@ -63,7 +62,7 @@ class Toolkit:
             when the webhook comes (`flora_mcp.core.completions`); None polls alone.
     """
 
-    def __init__(self, settings: Settings | None = None, *, journal: Journal | None = None,
+    def __init__(self, settings: Settings | None = None, *, journal: Store | None = None,
                  client: FloraClient | None = None, local_files: bool = True, account: str | None = None,
                  journal_only: bool = False, completions: Completions | None = None) -> None:
         self.settings = settings or Settings()
@@ -75,11 +74,10 @@ class Toolkit:
             retry=RetryPolicy(max_retries=self.settings.max_retries),
         )
         self._own_journal = journal is None
-        self.journal = journal or Journal(self.settings.journal_path())
+        self.journal = journal or open_store(self.settings.store_location())
         self.account = account or account_id(self.settings.base_url, key or "")
         self.assets = Assets(self.client)
-        self._memo = AssetMemo(self.journal.path)
-        self.media = MediaInputs(self.assets, self._memo, self.account,
+        self.media = MediaInputs(self.assets, self.journal, self.account,
                                  WorkspaceChooser(self.client, self.settings.workspace_id))
         self.runs = RunManager(self.client, self.journal, self.settings, account=self.account, media=self.media,
                                local_files=local_files, journal_only=journal_only, completions=completions)
@@ -88,6 +86,7 @@ class Toolkit:
 
     async def __aenter__(self) -> Toolkit:
         try:
+            await self.journal.open()
             await self.load_catalog()
         except BaseException:
             await self.aclose()
@@ -102,8 +101,7 @@ class Toolkit:
         if self._own_client:
             await self.client.aclose()
         if self._own_journal:
-            self.journal.close()
-        self._memo.close()
+            await self.journal.aclose()
 
     # The catalog (see CatalogLoader) ----------------------------------------------------------------------------
 

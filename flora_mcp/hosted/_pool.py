@@ -4,7 +4,7 @@ Every principal (`flora_mcp.hosted._auth`) has a `Toolkit` of its own: its own j
 (`principal_account`), so its own runs, resources, tasks, spend and budgets; when principals share a key, it resumes
 only runs its account holds. Principals on the server's own key share that key's client and catalog (the shared
 toolkit's): their toolkits cost no request to FLORA. With per-user keys each principal's toolkit has its own client
-and catalog, loaded from the key on first use. All share one `Journal`. Without credentials (loopback only) everyone
+and catalog, loaded from the key on first use. All share one `Store`. Without credentials (loopback only) everyone
 is `LOCAL`, served by the shared toolkit itself.
 
 A toolkit is leased for the length of each HTTP request that uses it (an SSE stream holds its lease for the whole
@@ -26,11 +26,11 @@ from pydantic import SecretStr
 from flora_mcp.api.errors import AuthenticationError, PermissionDeniedError
 from flora_mcp.config import Settings
 from flora_mcp.core.completions import Completions
-from flora_mcp.core.journal import Journal
 from flora_mcp.core.runs import account_id
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.hosted._auth import LOCAL, Caller
 from flora_mcp.hosted._limits import RefusalCache
+from flora_mcp.store import open_store
 
 __all__ = ["DEFAULT_MAX_TOOLKITS", "ToolkitPool", "principal_account"]
 
@@ -77,7 +77,7 @@ class ToolkitPool:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._stopping = False
         self._loaders: TaskGroup | None = None
-        self.journal = Journal(settings.journal_path())
+        self.journal = open_store(settings.store_location())
         self._journal_open = True
         # local_files=False everywhere: the server's disk is not the user's.
         self.shared: Toolkit | None = None if per_user_keys else Toolkit(settings, journal=self.journal,
@@ -233,4 +233,4 @@ class ToolkitPool:
             await self.shared.aclose()
         if self._journal_open:
             self._journal_open = False
-            self.journal.close()
+            await self.journal.aclose()

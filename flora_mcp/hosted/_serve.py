@@ -176,8 +176,14 @@ class HostedServer:
         """Serve until `shutdown()` (or a signal, when `handle_signals`) has drained and stopped the server.
 
         Raises:
-            StartupError: the server's own catalog could not be loaded.
+            StartupError: the store (FLORA_DATABASE_URL) cannot be opened, or the server's own catalog could not be
+                loaded.
         """
+        try:
+            await self.pool.journal.open()  # a shared database is reached and migrated before anything is served
+        except FloraError as exc:
+            self.sock.close()
+            raise StartupError(exc.message) from None
         try:
             async with self.pool.running(), anyio.create_task_group() as tg:
                 self._tasks = tg

@@ -110,7 +110,7 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         toolkit = await resolve(ctx)
         resources = [types.Resource(name="spend", title="FLORA spend", uri=SPEND_URI, mime_type="application/json",
                                     description="Spend per technique and this session's total.")]
-        for entry in toolkit.runs.recent(limit=50):
+        for entry in await toolkit.runs.recent(limit=50):
             if entry.run_id:
                 resources.append(types.Resource(
                     name=entry.run_id, title=f"{entry.technique_name} run ({entry.status})",
@@ -128,10 +128,10 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         toolkit = await resolve(ctx)
         uri = str(params.uri)
         if uri == SPEND_URI:
-            body: Any = toolkit.runs.spend()
+            body: Any = await toolkit.runs.spend()
         elif uri.startswith("flora://runs/"):
             run_id = uri.removeprefix("flora://runs/")
-            entry = toolkit.journal.get(toolkit.account, run_id)
+            entry = await toolkit.journal.get(toolkit.account, run_id)
             if entry is None:
                 raise ValueError(f"no run {run_id} in this server's journal")
             body = entry.as_dict()

@@ -35,6 +35,7 @@ async def serve_stdio(settings: Settings) -> None:
 
     try:
         toolkit = Toolkit(settings)
+        await toolkit.journal.open()
     except Exception as exc:
         raise StartupError(str(exc)) from None
 

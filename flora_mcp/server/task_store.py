@@ -8,13 +8,15 @@ extension in tasks_ext.py.
     working -> input_required (the person is asked to confirm the price) -> working -> completed | failed
        \\-> cancelled (by the client: flora-mcp stops waiting; a submitted run goes on, and is charged)
 
-Every change of state is written to the task journal (task_journal.py) when there is one, so a restarted server
+Every change of state is written to the store (flora_mcp/store), in order, by one writer task, so a restarted server
 answers for the tasks it created: a finished task with its result, a running one by following its FLORA run again.
+With a shared store (PostgreSQL), every replica answers from the same rows: the first final state written stays.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -25,6 +27,7 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 import mcp.types as types
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
@@ -36,7 +39,7 @@ from flora_mcp.core.runs import RootsProvider
 from flora_mcp.core.tool_names import GET_RUN
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.core.translator import CallPhase, cancelled_task, combined, from_failure, interrupted_task
-from flora_mcp.server.task_journal import StoredTask, TaskJournal
+from flora_mcp.store import Store, StoredTask
 
 __all__ = ["ANSWER_TIMEOUT", "DEFAULT_TTL_MS", "MAX_LIVE_TASKS", "TERMINAL", "TaskEntry", "TaskStatus", "TaskStore"]
 
@@ -181,7 +184,8 @@ class TaskStore:
     def __init__(self) -> None:
         self._tasks: dict[str, TaskEntry] = {}
         self._group: anyio.abc.TaskGroup | None = None
-        self._journals: dict[str, TaskJournal | None] = {}
+        self._saves: MemoryObjectSendStream[tuple[Store, TaskEntry, StoredTask]] | None = None
+        self._purged: set[int] = set()
 
     @property
     def running(self) -> bool:
@@ -202,17 +206,17 @@ class TaskStore:
     @asynccontextmanager
     async def serve(self) -> AsyncIterator[None]:
         """Own the background calls for the server's lifetime; leaving stops their waits (never their runs)."""
-        async with anyio.create_task_group() as group:
-            self._group = group
+        send, receive = anyio.create_memory_object_stream[tuple[Store, TaskEntry, StoredTask]](math.inf)
+        async with anyio.create_task_group() as group, anyio.create_task_group() as saver:
+            saver.start_soon(_write_saves, receive)
+            self._group, self._saves = group, send
             try:
                 yield
             finally:
                 self._group = None
                 group.cancel_scope.cancel()
-                for journal in self._journals.values():
-                    if journal is not None:
-                        journal.close()
-                self._journals.clear()
+                self._saves = None
+                send.close()  # the saver writes what is queued, then ends
 
     def start(self, toolkit: Toolkit, name: str, arguments: dict[str, Any], *, ttl_ms: int | None, shape: str,
               can_ask: bool, roots: RootsProvider | None = None) -> TaskEntry:
@@ -232,7 +236,7 @@ class TaskStore:
         self._group.start_soon(_work, entry, toolkit, name, arguments, can_ask, roots)
         return entry
 
-    def get(self, toolkit: Toolkit, task_id: str, shape: str) -> TaskEntry:
+    async def get(self, toolkit: Toolkit, task_id: str, shape: str) -> TaskEntry:
         """The task, from memory or, after a restart, from the journal (a running one follows its run again).
 
         Raises:
@@ -241,7 +245,7 @@ class TaskStore:
         self._purge()
         entry = self._tasks.get(task_id)
         if entry is None:
-            entry = self._restore(toolkit, task_id)
+            entry = await self._restore(toolkit, task_id)
         if entry is None or entry.owner != toolkit.account or entry.shape != shape:
             raise MCPError(INVALID_PARAMS, "Failed to retrieve task: Task not found")
         return entry
@@ -250,13 +254,13 @@ class TaskStore:
         self._purge()
         return [e for e in self._tasks.values() if e.owner == owner and e.shape == shape]
 
-    def cancel(self, toolkit: Toolkit, task_id: str, shape: str) -> TaskEntry:
+    async def cancel(self, toolkit: Toolkit, task_id: str, shape: str) -> TaskEntry:
         """Stop waiting for the task's call; a run it submitted goes on.
 
         Raises:
             MCPError: INVALID_PARAMS for an unknown task or one that already ended.
         """
-        entry = self.get(toolkit, task_id, shape)
+        entry = await self.get(toolkit, task_id, shape)
         if entry.terminal:
             raise MCPError(INVALID_PARAMS, f"Cannot cancel task: it is already {entry.status}")
         entry.scope.cancel()
@@ -267,20 +271,23 @@ class TaskStore:
 
     def _track(self, entry: TaskEntry, toolkit: Toolkit) -> None:
         self._tasks[entry.task_id] = entry
-        journal = self._journal(toolkit)
-        if journal is not None:
-            entry.on_change = lambda changed: journal.save(_stored(changed))
-            journal.save(_stored(entry))
+        store = toolkit.journal
+        entry.on_change = lambda changed: self._save(store, changed)
+        self._save(store, entry)
 
-    def _journal(self, toolkit: Toolkit) -> TaskJournal | None:
-        path = toolkit.journal.path
-        if path not in self._journals:
-            self._journals[path] = TaskJournal.open(path)
-        return self._journals[path]
+    def _save(self, store: Store, entry: TaskEntry) -> None:
+        if self._saves is not None:
+            self._saves.send_nowait((store, entry, _stored(entry)))
 
-    def _restore(self, toolkit: Toolkit, task_id: str) -> TaskEntry | None:
-        journal = self._journal(toolkit)
-        stored = journal.load(toolkit.account, task_id) if journal is not None else None
+    async def _restore(self, toolkit: Toolkit, task_id: str) -> TaskEntry | None:
+        try:
+            if id(toolkit.journal) not in self._purged:
+                self._purged.add(id(toolkit.journal))
+                await toolkit.journal.purge_tasks()
+            stored = await toolkit.journal.load_task(toolkit.account, task_id)
+        except Exception as exc:  # noqa: BLE001 - a store that fails answers "not found", never a traceback
+            log.warning("cannot read MCP task %s from the store: %s", task_id, exc)
+            return None
         if stored is None:
             return None
         entry = _restored(stored)
@@ -307,6 +314,19 @@ class TaskStore:
             ended = datetime.fromisoformat(entry.updated_at.replace("Z", "+00:00"))
             if entry.terminal and (now - ended).total_seconds() * 1000 > entry.ttl_ms:
                 del self._tasks[task_id]
+
+
+async def _write_saves(saves: MemoryObjectReceiveStream[tuple[Store, TaskEntry, StoredTask]]) -> None:
+    """Write each task's states in the order they happened; a store that fails leaves the tasks in memory."""
+    failed = False
+    async with saves:
+        async for store, entry, stored in saves:
+            try:
+                await store.save_task(stored)
+            except Exception as exc:  # noqa: BLE001 - the task lives on in memory
+                if not failed:
+                    log.warning("cannot write MCP task %s to the store (kept in memory): %s", entry.task_id, exc)
+                failed = True
 
 
 def _stored(entry: TaskEntry) -> StoredTask:

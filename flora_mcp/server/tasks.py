@@ -137,12 +137,12 @@ def install_tasks(server: Server[Any], resolve: Resolver, store: TaskStore) -> S
         return toolkit
 
     async def get_task(ctx: ServerRequestContext[Any], params: types.GetTaskRequestParams) -> types.GetTaskResult:
-        entry = store.get(await enabled_toolkit(ctx), params.task_id, TASKS_VERSION)
+        entry = await store.get(await enabled_toolkit(ctx), params.task_id, TASKS_VERSION)
         return types.GetTaskResult.model_validate(_task(entry).model_dump())
 
     async def task_result(ctx: ServerRequestContext[Any], params: types.GetTaskPayloadRequestParams
                           ) -> dict[str, Any]:
-        entry = store.get(await enabled_toolkit(ctx), params.task_id, TASKS_VERSION)
+        entry = await store.get(await enabled_toolkit(ctx), params.task_id, TASKS_VERSION)
         while not entry.done.is_set():
             change = entry.next_change()
             if entry.awaiting_answer and not entry.being_asked:
@@ -172,7 +172,7 @@ def install_tasks(server: Server[Any], resolve: Resolver, store: TaskStore) -> S
 
     async def cancel_task(ctx: ServerRequestContext[Any], params: types.CancelTaskRequestParams
                           ) -> types.CancelTaskResult:
-        entry = store.cancel(await enabled_toolkit(ctx), params.task_id, TASKS_VERSION)
+        entry = await store.cancel(await enabled_toolkit(ctx), params.task_id, TASKS_VERSION)
         return types.CancelTaskResult.model_validate(_task(entry).model_dump())
 
     async def list_tasks(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams

@@ -134,7 +134,7 @@ def install_tasks_extension(server: Server[Any], resolve: Resolver, store: TaskS
             raise MCPError(MISSING_REQUIRED_CLIENT_CAPABILITY, f"{ctx.method} needs the {TASKS_EXTENSION} extension",
                            data={"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}})
         toolkit = await resolve(ctx)
-        return toolkit, store.get(toolkit, task_id, SHAPE)
+        return toolkit, await store.get(toolkit, task_id, SHAPE)
 
     async def get_task(ctx: ServerRequestContext[Any], params: TaskIdParams) -> GetTaskResult:
         _, entry = await found(ctx, params.task_id)
@@ -150,7 +150,7 @@ def install_tasks_extension(server: Server[Any], resolve: Resolver, store: TaskS
 
     async def cancel_task(ctx: ServerRequestContext[Any], params: TaskIdParams) -> types.EmptyResult:
         toolkit, _ = await found(ctx, params.task_id)
-        store.cancel(toolkit, params.task_id, SHAPE)
+        await store.cancel(toolkit, params.task_id, SHAPE)
         return types.EmptyResult()
 
     server.middleware.append(middleware)

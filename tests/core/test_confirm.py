@@ -83,7 +83,8 @@ async def test_without_a_yes_nothing_is_sent_or_held(sandbox: Sandbox, answer: A
         assert result.is_error is (status != "declined")  # declining is the person's choice, not a failure
         assert "Nothing was" in result.summary() and result.run_id is None
         assert posts(sandbox) == 0
-        assert kit.runs.held == 0.0 and kit.runs.session_spend == 0.0  # the reservation went with the call
+        # the reservation went with the call
+        assert await kit.runs.held() == 0.0 and await kit.runs.session_spend() == 0.0
         if status == "declined":
             assert result.charged_cost == 0.0 and "nothing was charged" in result.summary()
 

@@ -115,7 +115,7 @@ async def test_concurrent_calls_cannot_overrun_the_budget_together(sandbox: Sand
     assert statuses == ["completed", "completed", "invalid", "invalid"]
     assert all(r.error_code == "cost_cap_exceeded" for r in results if r.status == "invalid")
     assert posts(sandbox) == 2
-    assert kit.runs.session_spend == pytest.approx(0.10)
+    assert await kit.runs.session_spend() == pytest.approx(0.10)
 
 
 @pytest.mark.anyio
@@ -126,13 +126,13 @@ async def test_a_run_charged_at_creation_is_not_counted_twice_while_it_goes_on(s
     async with anyio.create_task_group() as tg:
         tg.start_soon(kit.call, CCTV, {"input_image": sandbox.sample_url("street.png")})
         with anyio.fail_after(5):
-            while not sandbox.runs or kit.runs.session_spend == 0:
+            while not sandbox.runs or await kit.runs.session_spend() == 0:
                 await anyio.sleep(0.02)
         # The first run is charged $0.05 and still going: $0.05 of the budget remains, enough for one more.
         sandbox.state.run_delay = 0.0
         second = await kit.call(CCTV, {"input_image": sandbox.sample_url("portrait.png")})
     assert second.status == "completed", second.summary()
-    assert posts(sandbox) == 2 and kit.runs.session_spend == pytest.approx(0.10)
+    assert posts(sandbox) == 2 and await kit.runs.session_spend() == pytest.approx(0.10)
 
 
 @pytest.mark.anyio
@@ -140,7 +140,7 @@ async def test_a_failed_run_refunded_by_flora_gives_the_budget_back(sandbox: San
     kit = await kit_factory(session_budget=0.05)
     failed = await kit.call("flaky-provider", {"prompt": "please fail"})
     assert failed.status == "failed" and failed.charged_cost == 0 and failed.session_spend == 0
-    assert kit.runs.held == 0
+    assert await kit.runs.held() == 0
     again = await kit.call(CCTV, {"input_image": sandbox.sample_url("logo.png")})
     assert again.status == "completed" and again.session_spend == pytest.approx(0.05)
 
@@ -213,6 +213,6 @@ async def test_a_create_whose_outcome_is_unknown_keeps_its_price_held(sandbox: S
     lost = await kit.call(CCTV, {"input_image": sandbox.sample_url("street.png")})
     assert lost.error_code == "outcome_unknown" and posts(sandbox) == 1
     # The run may exist and be charged: its price still counts against the budget.
-    assert kit.runs.held == pytest.approx(0.05)
+    assert await kit.runs.held() == pytest.approx(0.05)
     again = await kit.call(CCTV, {"input_image": sandbox.sample_url("street.png")})
     assert again.error_code == "cost_cap_exceeded" and posts(sandbox) == 1

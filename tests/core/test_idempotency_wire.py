@@ -21,7 +21,7 @@ async def one_call(kit: Toolkit, sandbox: Sandbox, route: str = "create_techniqu
     """Make one call; the idempotency key the journal recorded for it, and its first create request."""
     result = await kit.call(TECHNIQUE, {"content": "once"})
     assert result.status == "completed", result.summary()
-    [entry] = kit.runs.recent()
+    [entry] = await kit.runs.recent()
     assert entry.run_id == result.run_id
     return entry.idempotency_key, sandbox.requests_for(route)[0]
 
@@ -53,7 +53,7 @@ async def test_every_attempt_of_one_call_sends_the_same_key_in_both_places(sandb
     sandbox.faults.inject("create_technique_run", "status", status=503, count=2, retry_after=0)
     async with Toolkit(settings_for(sandbox)) as kit:
         result = await kit.call(TECHNIQUE, {"content": "retried"})
-        [entry] = kit.runs.recent()
+        [entry] = await kit.runs.recent()
     assert result.status == "completed", result.summary()
     attempts = sandbox.requests_for("create_technique_run")
     assert [a.status for a in attempts] == [503, 503, 200]

@@ -19,17 +19,17 @@ from typing import Any
 
 import pytest
 
-from flora_mcp.core.journal import Journal, JournalError
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
+from flora_mcp.store import JournalError, SQLiteStore
 from tests.support import TEST_KEY, FullDisk, server_env, settings_for
 
 TECHNIQUE = "find-and-replace-text"
 ARGS = {"text": "hello world", "find": "world", "replace": "FLORA"}
 
 
-def record(journal: Journal, key: str) -> None:
-    journal.record(idempotency_key=key, account="acct", tool="cctv-cam", technique_id="tech_1",
+async def record(journal: SQLiteStore, key: str) -> None:
+    await journal.record(idempotency_key=key, account="acct", tool="cctv-cam", technique_id="tech_1",
                    technique_slug="cctv-cam", technique_name="CCTV Cam", inputs={"input_image": "https://x"},
                    run_cost=0.05)
 
@@ -37,16 +37,17 @@ def record(journal: Journal, key: str) -> None:
 # Item 8: private on disk ------------------------------------------------------------------------------------------
 
 
-def test_the_journal_is_created_0600_in_a_0700_folder(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_the_journal_is_created_0600_in_a_0700_folder(tmp_path: Path) -> None:
     path = tmp_path / "data" / "flora-mcp" / "runs.sqlite3"
     old = os.umask(0o022)  # the usual umask, which would give 0644 files in 0755 folders
     try:
-        journal = Journal(str(path))
-        record(journal, "k1")
+        journal = SQLiteStore(str(path))
+        await record(journal, "k1")
     finally:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
-    journal.close()
+    await journal.aclose()
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert modes["runs.sqlite3"] == 0o600
     # SQLite's write-ahead log and shared memory hold the same rows: just as private.
@@ -60,7 +61,7 @@ def test_an_existing_world_readable_journal_is_made_private(tmp_path: Path) -> N
     path = folder / "runs.sqlite3"
     sqlite3.connect(path).close()
     path.chmod(0o644)
-    Journal(str(path)).close()
+    SQLiteStore(str(path)).close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755  # a folder flora-mcp did not make is left alone
 
@@ -90,7 +91,7 @@ def test_a_journal_that_cannot_be_opened_raises_one_line_naming_the_file_and_the
         tmp_path: Path, make: Any) -> None:
     path = make(tmp_path)
     with pytest.raises(JournalError) as caught:
-        Journal(str(path))
+        SQLiteStore(str(path))
     message = caught.value.message
     assert str(path) in message and "FLORA_JOURNAL" in message and "\n" not in message
 
@@ -129,7 +130,7 @@ def test_a_corrupt_journal_stops_every_serving_mode_with_one_line_and_no_traceba
 
 def test_a_read_only_journal_stops_start_up_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "read-only.sqlite3"
-    Journal(str(path)).close()
+    SQLiteStore(str(path)).close()
     path.chmod(0o400)
     env = server_env(FLORA_JOURNAL=str(path))
     # Root writes through any mode bits; in a user namespace of its own it is the file's owner, without that power.

@@ -13,11 +13,11 @@ import pytest
 from flora_mcp.api.assets import Assets
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.models import Technique
-from flora_mcp.core.asset_memo import AssetMemo
 from flora_mcp.core.local_files import FilePolicy, Refused, allowed_folders, classify
 from flora_mcp.core.media_in import MediaInputs, Prepared, WorkspaceChooser, WorkspaceError
 from flora_mcp.core.results import FieldError
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
+from flora_mcp.store import SQLiteStore, Store
 from tests.media_support import MB, jpeg_bytes, mp4_bytes, png_bytes, write
 from tests.support import TEST_KEY, sandbox_config
 
@@ -155,12 +155,12 @@ async def box() -> AsyncIterator[Sandbox]:
             await _CLIENTS.pop().aclose()
 
 
-def media_for(box: Sandbox, memo: AssetMemo | None = None, workspace: str | None = None) -> MediaInputs:
+def media_for(box: Sandbox, memo: Store | None = None, workspace: str | None = None) -> MediaInputs:
     """Closed when the `box` fixture ends."""
     client = FloraClient(api_key=TEST_KEY, base_url=box.base_url)
     _CLIENTS.append(client)
     assets = Assets(client, poll_interval=0.01, ready_timeout=10)
-    return MediaInputs(assets, memo or AssetMemo(":memory:"), "acct", WorkspaceChooser(client, workspace))
+    return MediaInputs(assets, memo or SQLiteStore(":memory:"), "acct", WorkspaceChooser(client, workspace))
 
 
 async def prepared(media: MediaInputs, args: dict[str, object], folder: Path) -> Prepared:
@@ -201,7 +201,7 @@ async def test_local_and_data_values_become_asset_urls_and_urls_pass_through(box
 @pytest.mark.anyio
 async def test_the_same_bytes_are_uploaded_once_per_workspace(box: Sandbox, folder: Path, tmp_path: Path) -> None:
     write(folder / "copy.png", PNG)
-    memo = AssetMemo(str(tmp_path / "journal.sqlite3"))
+    memo = SQLiteStore(str(tmp_path / "journal.sqlite3"))
     first = await prepared(media_for(box, memo), {"left_image": "photo.png", "right_image": "copy.png"}, folder)
     _, uploads = await media_for(box, memo).upload(first)
     first.close()

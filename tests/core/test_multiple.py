@@ -141,7 +141,7 @@ async def test_one_failed_value_fails_the_call_but_keeps_the_others_outputs(sand
     assert [r.status for r in result.runs] == ["completed", "failed", "completed"]
     assert len(result.outputs) == 2
     assert result.charged_cost == pytest.approx(0.10)  # the failed run was refunded
-    assert qr_kit.runs.session_spend == pytest.approx(0.10) and qr_kit.runs.held == 0
+    assert await qr_kit.runs.session_spend() == pytest.approx(0.10) and await qr_kit.runs.held() == 0
 
 
 @pytest.mark.anyio

@@ -9,9 +9,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from flora_mcp.api.models import RUN_STATUSES, Run
-from flora_mcp.core.journal import JOURNAL_STATUSES
 from flora_mcp.core.results import ERROR_STATUSES, OUTPUT_SCHEMA, RESULT_STATUSES, ToolResult
 from flora_mcp.core.translator import combined, from_failure, from_run, informational, refusal
+from flora_mcp.store import JOURNAL_STATUSES
 
 RUNNING = Run.model_validate({"run_id": "run_1", "status": "running", "progress": 0.4})
 DONE = Run.model_validate({"run_id": "run_2", "status": "completed", "charged_cost": 0.05,

@@ -68,7 +68,7 @@ async def run_cell(step: str, fault: str, when: str) -> None:
         try:
             async with fast_toolkit(box) as kit:
                 result = await kit.call(TECHNIQUE, ARGS)
-                journal = kit.runs.recent()
+                journal = await kit.runs.recent()
         except FloraError as exc:
             # Only the catalog steps may stop the toolkit, and then with a message naming what failed.
             assert step in ("list", "retrieve")

@@ -61,7 +61,7 @@ async def test_run_timeout_ends_waiting_with_the_run_id() -> None:
         result = await kit.call(TECHNIQUE, args())
         assert result.status == "timed_out" and result.run_id
         assert "flora_get_run" in (result.next_step or "")
-        assert kit.runs.recent()[0].run_id == result.run_id
+        assert (await kit.runs.recent())[0].run_id == result.run_id
 
 
 @pytest.mark.anyio
@@ -70,7 +70,7 @@ async def test_get_run_works_for_a_run_this_server_never_saw(sandbox: Sandbox) -
     async with Toolkit(settings_for(sandbox)) as first_server:
         done = await first_server.call(TECHNIQUE, args())
     async with Toolkit(settings_for(sandbox)) as other_server:
-        assert other_server.runs.recent() == []
+        assert await other_server.runs.recent() == []
         result = await other_server.call("flora_get_run", {"run_id": done.run_id})
     assert result.status == "completed" and result.outputs == done.outputs
     assert result.charged_cost == done.charged_cost
@@ -94,7 +94,7 @@ async def test_cancelling_the_call_stops_polling_and_keeps_the_run() -> None:
             assert polls >= 1
             await anyio.sleep(0.5)  # ten poll intervals: none may come
             assert len(box.requests_for("get_technique_run")) == polls
-            entry = kit.runs.recent()[0]
+            entry = (await kit.runs.recent())[0]
             assert entry.run_id and entry.status in ("pending", "running")
             resumed = await client.call_tool("flora_get_run", {"run_id": entry.run_id, "wait_seconds": 10})
         assert (resumed.structured_content or {})["status"] == "completed"
@@ -114,11 +114,11 @@ async def test_one_hundred_concurrent_calls_each_get_their_own_outputs() -> None
             async with anyio.create_task_group() as tg:
                 for i in range(100):
                     tg.start_soon(one, i)
-        assert kit.journal.count(kit.account) == 100
+        assert await kit.journal.count(kit.account) == 100
         assert len({r.run_id for r in results.values()}) == 100  # type: ignore[attr-defined]
         async with httpx.AsyncClient() as http:
             for i, result in results.items():
                 assert result.status == "completed"  # type: ignore[attr-defined]
                 text = (await http.get(result.outputs[0].url)).text  # type: ignore[attr-defined]
                 assert text == f"call {i} FLORA"
-        assert kit.runs.session_spend == pytest.approx(100 * results[0].charged_cost)  # type: ignore[attr-defined]
+        assert await kit.runs.session_spend() == pytest.approx(100 * results[0].charged_cost)  # type: ignore[operator]

@@ -1,0 +1,310 @@
+"""`Store`: the one storage interface, async, whatever the engine.
+
+Every operation is one transaction made of SQL steps (`Step`), written once here in the SQL both engines speak (`?`
+placeholders; the PostgreSQL engine turns them into its own). An engine only runs a list of steps atomically and in
+order (`_transact`); the journal, the budget, MCP task state and remembered uploads are all built on that.
+
+Text written to the journal passes the log redaction first: no key reaches the database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flora_mcp.logs import redact, redact_value
+from flora_mcp.store.records import UPDATABLE, Admission, JournalEntry, JournalStatus, RememberedAsset, StoredTask
+
+__all__ = ["EPSILON", "SESSION_IDLE", "Step", "Store"]
+
+EPSILON = 1e-9
+"""Prices are sums of floats: a call that costs exactly what is left is within it."""
+SESSION_IDLE = 3600.0
+"""Seconds without a call after which a budget session ends and the next call starts a new one."""
+_TERMINAL_TASK = ("completed", "failed", "cancelled")
+
+ENTRY_COLUMNS = ("idempotency_key, account, run_id, tool, technique_id, technique_slug, technique_name, status, "
+                 "progress, inputs, outputs, charged_cost, run_cost, poll_url, error_code, error_message, created_at, "
+                 "updated_at")
+TASK_COLUMNS = ("task_id, account, shape, tool, status, message, created_at, updated_at, ttl_ms, poll_ms, run_ids, "
+                "result")
+_LIVE_HOLD = "(expires_at IS NULL OR expires_at > ?)"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One SQL statement of a transaction, and whether its rows are wanted."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    rows: bool = False
+
+
+class Store(ABC):
+    """Runs, spend, budget reservations, MCP tasks and remembered uploads, in one database.
+
+    `location` names it in messages (a file, or a URL without its password); `shared` says whether other processes
+    (replicas) use the same rows, so a budget session is the principal's across them (see `admit`).
+    """
+
+    location: str
+    shared: bool = False
+
+    @property
+    def path(self) -> str:
+        """The location; the name the journal always had."""
+        return self.location
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether rows live in this process only: asked for, or since the file could not be written."""
+        return False
+
+    async def open(self) -> None:  # noqa: B027 - SQLite opens in its constructor: nothing to do by default
+        """Connect and bring the schema up to date, when the engine does that apart from its constructor.
+
+        Raises:
+            JournalError: the database cannot be opened; one line naming it and the fix.
+        """
+
+    @abstractmethod
+    async def _transact(self, steps: Sequence[Step]) -> list[list[tuple[Any, ...]]]:
+        """Run `steps` in one transaction, in order after every earlier call; the rows of each step that wants them
+        (an empty list for the others)."""
+
+    def _lock_account(self, account: str) -> Step | None:
+        """A step that serializes budget checks of one account across processes, when the engine needs one."""
+        return None
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Finish every write and close the database."""
+
+    async def _rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return (await self._transact([Step(sql, params, rows=True)]))[0]
+
+    async def _write(self, sql: str, *params: Any) -> None:
+        await self._transact([Step(sql, params)])
+
+    # The journal ------------------------------------------------------------------------------------------------
+
+    async def record(self, *, idempotency_key: str, account: str, tool: str, technique_id: str,
+                     technique_slug: str | None, technique_name: str, inputs: Mapping[str, Any],
+                     run_cost: float | None, status: JournalStatus = "submitting",
+                     budget_session: str | None = None) -> None:
+        """Write the row of a run about to be submitted (`budget_session`: the session whose budget it spends)."""
+        now = time.time()
+        await self._write(
+            "INSERT INTO runs (idempotency_key, account, tool, technique_id, technique_slug, technique_name, status, "
+            "inputs, run_cost, created_at, updated_at, budget_session) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            idempotency_key, account, redact(tool), technique_id, technique_slug, redact(technique_name), status,
+            json.dumps(redact_value(dict(inputs))), run_cost, now, now, budget_session)
+
+    async def update(self, idempotency_key: str, **fields: Any) -> None:
+        """Set some of run_id, status, progress, outputs, charged_cost, poll_url, error_code, error_message."""
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not journal fields: {sorted(unknown)}")
+        fields = redact_value(fields)
+        if "outputs" in fields:
+            fields["outputs"] = json.dumps(fields["outputs"])
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        await self._write(f"UPDATE runs SET {assignments}, updated_at = ? WHERE idempotency_key = ?",
+                          *fields.values(), time.time(), idempotency_key)
+
+    async def get(self, account: str, run_id: str) -> JournalEntry | None:
+        """The latest entry of one account's run, or None."""
+        rows = await self._rows(f"SELECT {ENTRY_COLUMNS} FROM runs WHERE account = ? AND run_id = ? "
+                                "ORDER BY created_at DESC LIMIT 1", account, run_id)
+        return _entry(rows[0]) if rows else None
+
+    async def get_by_key(self, idempotency_key: str) -> JournalEntry | None:
+        """The entry recorded under an idempotency key, or None."""
+        rows = await self._rows(f"SELECT {ENTRY_COLUMNS} FROM runs WHERE idempotency_key = ?", idempotency_key)
+        return _entry(rows[0]) if rows else None
+
+    async def recent(self, account: str, *, limit: int = 20, status: str | None = None) -> list[JournalEntry]:
+        """One account's latest entries, newest first, optionally only those in one status."""
+        query = f"SELECT {ENTRY_COLUMNS} FROM runs WHERE account = ?"
+        params: list[Any] = [account]
+        if status:
+            query += " AND status = ?"
+            params.append(status)
+        query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        params.append(limit)
+        return [_entry(row) for row in await self._rows(query, *params)]
+
+    async def spend(self, account: str) -> list[dict[str, Any]]:
+        """Charged cost and run count per technique, largest spend first."""
+        rows = await self._rows(
+            "SELECT MAX(technique_name) AS name, MAX(technique_slug), technique_id, COUNT(*), "
+            "COALESCE(SUM(charged_cost), 0) AS charged FROM runs WHERE account = ? AND run_id IS NOT NULL "
+            "GROUP BY technique_id ORDER BY charged DESC, name", account)
+        return [{"technique_name": name, "technique_slug": slug, "technique_id": tid, "runs": int(runs),
+                 "charged": float(charged)} for name, slug, tid, runs, charged in rows]
+
+    async def charged_since(self, account: str, since: float) -> float:
+        """What one account's runs created at or after `since` (epoch seconds) were charged in all."""
+        rows = await self._rows("SELECT COALESCE(SUM(charged_cost), 0) FROM runs WHERE account = ? AND created_at >= ?",
+                                account, since)
+        return float(rows[0][0])
+
+    async def count(self, account: str | None = None) -> int:
+        """How many entries the journal holds, for one account or for all."""
+        if account is None:
+            return int((await self._rows("SELECT COUNT(*) FROM runs"))[0][0])
+        return int((await self._rows("SELECT COUNT(*) FROM runs WHERE account = ?", account))[0][0])
+
+    # The budget: one atomic check-and-reserve, holds per run, charges settled once ---------------------------------
+
+    async def admit(self, *, scope: str, account: str, amount: float, session_budget: float | None,
+                    daily_budget: float | None, day_start: float, lease: float) -> tuple[str, Admission]:
+        """Reserve `amount` if it fits what is left of the session's and the day's budget, in one transaction.
+
+        `scope` names whose session this is (a process's own, or a principal's across replicas): its session goes on
+        while calls keep coming and ends after SESSION_IDLE seconds without one. What is left counts the session's
+        (and the account's, for the day) charges and every live hold and reservation, whichever process made it. The
+        reservation lapses after `lease` seconds, so one left by a process that died frees itself.
+        Returns the session id and the admission.
+        """
+        now = time.time()
+        candidate = f"session-{uuid.uuid4().hex}"
+        reservation = f"call-{uuid.uuid4().hex}"
+        session = "(SELECT session FROM budget_sessions WHERE scope = ?)"
+        session_charged = f"(SELECT COALESCE(SUM(charged_cost), 0) FROM runs WHERE budget_session = {session})"
+        session_held = f"(SELECT COALESCE(SUM(amount), 0) FROM budget_holds WHERE session = {session} AND {_LIVE_HOLD})"
+        daily_charged = "(SELECT COALESCE(SUM(charged_cost), 0) FROM runs WHERE account = ? AND created_at >= ?)"
+        daily_held = f"(SELECT COALESCE(SUM(amount), 0) FROM budget_holds WHERE account = ? AND {_LIVE_HOLD})"
+        conditions, params = ["1 = 1"], []
+        if session_budget is not None:
+            conditions.append(f"? <= ? - {session_charged} - {session_held} + ?")
+            params += [amount, session_budget, scope, scope, now, EPSILON]
+        if daily_budget is not None:
+            conditions.append(f"? <= ? - {daily_charged} - {daily_held} + ?")
+            params += [amount, daily_budget, account, day_start, account, now, EPSILON]
+        lock = self._lock_account(account)
+        steps = [
+            *([lock] if lock else []),
+            Step("DELETE FROM budget_holds WHERE expires_at IS NOT NULL AND expires_at < ?", (now,)),
+            Step("INSERT INTO budget_sessions (scope, session, last_used) VALUES (?, ?, ?) ON CONFLICT (scope) DO "
+                 "UPDATE SET session = CASE WHEN budget_sessions.last_used < ? THEN excluded.session "
+                 "ELSE budget_sessions.session END, last_used = excluded.last_used",
+                 (scope, candidate, now, now - SESSION_IDLE)),
+            Step(f"INSERT INTO budget_holds (hold_id, account, session, run_key, amount, created_at, expires_at) "
+                 f"SELECT ?, ?, {session}, NULL, ?, ?, ? WHERE {' AND '.join(conditions)}",
+                 (reservation, account, scope, amount, now, now + lease, *params)),
+            Step(f"SELECT {session}, (SELECT COUNT(*) FROM budget_holds WHERE hold_id = ?), {session_charged}, "
+                 f"{session_held}, {daily_charged}, {daily_held}",
+                 (scope, reservation, scope, scope, now, account, day_start, account, now), rows=True),
+        ]
+        [(session_id, granted, s_charged, s_held, d_charged, d_held)] = (await self._transact(steps))[-1]
+        return str(session_id), Admission(
+            reservation_id=reservation if granted else None,
+            session_left=None if session_budget is None else max(session_budget - s_charged - s_held, 0.0),
+            daily_left=None if daily_budget is None else max(daily_budget - d_charged - d_held, 0.0))
+
+    async def hold(self, reservation_id: str, key: str, share: float) -> None:
+        """A run's create is leaving: `share` of the call's reservation becomes the run's hold, kept until the run is
+        charged or ends (by whichever process sees it next)."""
+        await self._transact([
+            Step("INSERT INTO budget_holds (hold_id, account, session, run_key, amount, created_at, expires_at) "
+                 "SELECT ?, account, session, ?, ?, ?, NULL FROM budget_holds WHERE hold_id = ?",
+                 (f"run-{key}", key, share, time.time(), reservation_id)),
+            Step("UPDATE budget_holds SET amount = amount - ? WHERE hold_id = ?", (share, reservation_id)),
+        ])
+
+    async def release(self, key: str) -> None:
+        """Nothing more is to be charged for this run: its hold ends."""
+        await self._write("DELETE FROM budget_holds WHERE run_key = ?", key)
+
+    async def close_reservation(self, reservation_id: str) -> None:
+        """The call is over: what it reserved and never gave a run is free again."""
+        await self._write("DELETE FROM budget_holds WHERE hold_id = ?", reservation_id)
+
+    async def settle(self, key: str, cost: float) -> float | None:
+        """FLORA says the run of `key` cost `cost`: written to its row and its hold ended, in one step; the cost the
+        row had before (so a charge reported twice is counted once: spend is read from the rows)."""
+        rows = await self._transact([
+            Step("SELECT charged_cost FROM runs WHERE idempotency_key = ?", (key,), rows=True),
+            Step("UPDATE runs SET charged_cost = ?, updated_at = ? WHERE idempotency_key = ?",
+                 (cost, time.time(), key)),
+            Step("DELETE FROM budget_holds WHERE run_key = ?", (key,)),
+        ])
+        return None if not rows[0] or rows[0][0][0] is None else float(rows[0][0][0])
+
+    async def session_totals(self, scope: str) -> tuple[float, float]:
+        """What the current session of `scope` was charged, and what it holds now."""
+        now = time.time()
+        session = "(SELECT session FROM budget_sessions WHERE scope = ? AND last_used >= ?)"
+        rows = await self._rows(
+            f"SELECT (SELECT COALESCE(SUM(charged_cost), 0) FROM runs WHERE budget_session = {session}), "
+            f"(SELECT COALESCE(SUM(amount), 0) FROM budget_holds WHERE session = {session} AND {_LIVE_HOLD})",
+            scope, now - SESSION_IDLE, scope, now - SESSION_IDLE, now)
+        return float(rows[0][0]), float(rows[0][1])
+
+    # MCP tasks ---------------------------------------------------------------------------------------------------
+
+    async def save_task(self, task: StoredTask) -> bool:
+        """Write the task's state, unless its row already ended (the first final state stays, whichever process
+        wrote it); whether it was written."""
+        expires = time.time() + max(task.ttl_ms / 1000, 3600.0)
+        values = (task.task_id, task.account, task.shape, task.tool, task.status, task.message, task.created_at,
+                  task.updated_at, task.ttl_ms, task.poll_ms, json.dumps(task.run_ids),
+                  None if task.result is None else json.dumps(task.result), expires)
+        terminal = ", ".join(f"'{status}'" for status in _TERMINAL_TASK)
+        rows = await self._transact([
+            Step(f"INSERT INTO mcp_tasks ({TASK_COLUMNS}, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                 "ON CONFLICT (task_id) DO UPDATE SET status = excluded.status, message = excluded.message, "
+                 "updated_at = excluded.updated_at, run_ids = excluded.run_ids, result = excluded.result, "
+                 f"expires_at = excluded.expires_at WHERE mcp_tasks.status NOT IN ({terminal})", values),
+            Step("SELECT status, updated_at, message FROM mcp_tasks WHERE task_id = ?", (task.task_id,), rows=True),
+        ])
+        return bool(rows[1]) and tuple(rows[1][0]) == (task.status, task.updated_at, task.message)
+
+    async def load_task(self, account: str, task_id: str) -> StoredTask | None:
+        """The task, if this account made it and it has not expired."""
+        rows = await self._rows(f"SELECT {TASK_COLUMNS} FROM mcp_tasks WHERE task_id = ? AND account = ? "
+                                "AND expires_at >= ?", task_id, account, time.time())
+        if not rows:
+            return None
+        (task_id, account, shape, tool, status, message, created_at, updated_at, ttl_ms, poll_ms, run_ids,
+         result) = rows[0]
+        return StoredTask(task_id=task_id, account=account, shape=shape, tool=tool, status=status, message=message,
+                          created_at=created_at, updated_at=updated_at, ttl_ms=int(ttl_ms), poll_ms=int(poll_ms),
+                          run_ids=json.loads(run_ids), result=json.loads(result) if result else None)
+
+    async def purge_tasks(self) -> None:
+        """Forget tasks past their time to live."""
+        await self._write("DELETE FROM mcp_tasks WHERE expires_at < ?", time.time())
+
+    # Remembered uploads ------------------------------------------------------------------------------------------
+
+    async def asset_get(self, account: str, workspace_id: str, sha256: str) -> RememberedAsset | None:
+        rows = await self._rows("SELECT asset_id, url, size_bytes, content_type FROM uploaded_assets "
+                                "WHERE account = ? AND workspace_id = ? AND sha256 = ?", account, workspace_id, sha256)
+        return RememberedAsset(rows[0][0], rows[0][1], int(rows[0][2]), rows[0][3]) if rows else None
+
+    async def asset_put(self, account: str, workspace_id: str, sha256: str, asset: RememberedAsset) -> None:
+        await self._write(
+            "INSERT INTO uploaded_assets (account, workspace_id, sha256, asset_id, url, size_bytes, content_type, "
+            "created_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (account, workspace_id, sha256) DO UPDATE SET "
+            "asset_id = excluded.asset_id, url = excluded.url, size_bytes = excluded.size_bytes, "
+            "content_type = excluded.content_type, created_at = excluded.created_at",
+            account, workspace_id, sha256, asset.asset_id, asset.url, asset.size_bytes, asset.content_type, time.time())
+
+    async def asset_forget(self, account: str, workspace_id: str, sha256: str) -> None:
+        await self._write("DELETE FROM uploaded_assets WHERE account = ? AND workspace_id = ? AND sha256 = ?",
+                          account, workspace_id, sha256)
+
+
+def _entry(row: Sequence[Any]) -> JournalEntry:
+    names = ENTRY_COLUMNS.split(", ")
+    data = dict(zip(names, row, strict=True))
+    data["inputs"] = json.loads(data["inputs"] or "{}")
+    data["outputs"] = json.loads(data["outputs"] or "[]")
+    return JournalEntry(**data)

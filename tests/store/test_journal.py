@@ -1,0 +1,68 @@
+"""The journal in the store, on both engines: rows survive reopening, accounts never see each other's, spend adds up."""
+
+from __future__ import annotations
+
+import pytest
+
+from flora_mcp.store import Store, open_store
+
+pytestmark = pytest.mark.anyio
+
+
+async def record(j: Store, key: str, account: str = "acct") -> None:
+    await j.record(idempotency_key=key, account=account, tool="cctv-cam", technique_id="tech_1",
+                   technique_slug="cctv-cam", technique_name="CCTV Cam", inputs={"input_image": "https://x"},
+                   run_cost=0.05)
+
+
+async def test_run_survives_reopening_the_store(store_location: str) -> None:
+    j = open_store(store_location)
+    await record(j, "k1")
+    await j.update("k1", run_id="run_1", status="running")
+    await j.aclose()
+    again = open_store(store_location)
+    entry = await again.get("acct", "run_1")
+    assert entry is not None and entry.status == "running" and entry.inputs == {"input_image": "https://x"}
+    await again.update("k1", status="completed", outputs=[{"output_id": "o", "type": "imageUrl", "url": "u"}],
+                       charged_cost=0.05)
+    done = await again.get("acct", "run_1")
+    assert done is not None and done.outputs[0]["url"] == "u" and done.charged_cost == 0.05
+    await again.aclose()
+
+
+async def test_accounts_never_see_each_others_rows(store_location: str) -> None:
+    j = open_store(store_location)
+    await record(j, "k1", "alice")
+    await j.update("k1", run_id="run_a", charged_cost=0.05)
+    await record(j, "k2", "bob")
+    await j.update("k2", run_id="run_b", charged_cost=0.05)
+    assert await j.get("bob", "run_a") is None
+    assert [e.run_id for e in await j.recent("alice")] == ["run_a"]
+    assert (await j.spend("bob"))[0]["charged"] == 0.05 and await j.count("bob") == 1 and await j.count() == 2
+    await j.aclose()
+
+
+async def test_spend_groups_per_technique_and_skips_unsubmitted(store_location: str) -> None:
+    j = open_store(store_location)
+    for n in range(3):
+        await record(j, f"k{n}")
+        await j.update(f"k{n}", run_id=f"r{n}", charged_cost=0.05)
+    await record(j, "never-sent")
+    [row] = await j.spend("acct")
+    assert {k: v for k, v in row.items() if k != "charged"} == {
+        "technique_name": "CCTV Cam", "technique_slug": "cctv-cam", "technique_id": "tech_1", "runs": 3}
+    assert row["charged"] == pytest.approx(0.15)
+    assert await j.charged_since("acct", 0.0) == pytest.approx(0.15)
+    await j.aclose()
+
+
+async def test_recent_is_newest_first_and_filters_by_status(store_location: str) -> None:
+    j = open_store(store_location)
+    for n in range(5):
+        await record(j, f"k{n}")
+        await j.update(f"k{n}", run_id=f"r{n}", status="completed" if n % 2 else "failed")
+    assert [e.run_id for e in await j.recent("acct", limit=3)] == ["r4", "r3", "r2"]
+    assert [e.run_id for e in await j.recent("acct", status="completed")] == ["r3", "r1"]
+    with pytest.raises(ValueError, match="not journal fields"):
+        await j.update("k1", account="mallory")
+    await j.aclose()
