@@ -13,7 +13,7 @@ from flora_mcp.cli.flags import flag_fields, flag_name
 from flora_mcp.cli.main import build_parser, settings_from_args
 from flora_mcp.config import Settings
 
-SECRETS = {"api_key", "mcp_tokens", "state_keys", "oauth_client_secret", "webhook_secret"}
+SECRETS = {"api_key", "mcp_tokens", "state_keys", "oauth_client_secret", "webhook_secret", "database_url"}
 VERBS = [[], ["serve"], ["export-tools"], ["techniques"], ["describe", "x"], ["run", "x"]]
 
 
