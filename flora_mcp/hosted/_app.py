@@ -1,4 +1,5 @@
-"""The hosted Starlette app: `/mcp` (streamable HTTP), `/sse` + `/messages/` (legacy SSE), `/healthz`, `/readyz`, and
+"""The hosted Starlette app: `/mcp` (streamable HTTP), `/sse` + `/messages/` (legacy SSE), `/healthz` (alive),
+`/readyz` (catalog loaded and, with FLORA_DATABASE_URL, the database answering), and
 `/webhooks/flora` when FLORA's webhooks are on (`_webhooks.py`; its signature is its credential, so no guard).
 
 Every MCP route goes through one guard, in this order: Host and Origin (the SDK's DNS-rebinding checks: 421, 403),
@@ -45,6 +46,8 @@ MCP_PATH = "/mcp"
 SSE_PATH = "/sse"
 MESSAGES_PATH = "/messages/"
 TOOLKIT_KEY = "flora_mcp.core.toolkit"
+READY_DATABASE_TIMEOUT = 2.0
+"""Seconds /readyz waits for the shared database (FLORA_DATABASE_URL) before answering 503."""
 
 
 class InFlight:
@@ -146,7 +149,19 @@ class HostedApp:
             return JSONResponse({"status": "shutting_down"}, status_code=503)
         if not self.pool.ready:
             return JSONResponse({"status": "loading_catalog"}, status_code=503)
+        if self.pool.journal.shared and not await self._database_answers():
+            return JSONResponse({"status": "database_unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
+
+    async def _database_answers(self) -> bool:
+        """Whether the shared store answers a lookup now: a replica that cannot reach it takes no traffic."""
+        try:
+            with anyio.fail_after(READY_DATABASE_TIMEOUT):
+                await self.pool.journal.get("", "")
+        except Exception as exc:
+            log.warning("readiness: the database does not answer: %s", " ".join(str(exc).split()) or type(exc))
+            return False
+        return True
 
     def opens_session(self, kind: str, request: Request) -> bool:
         """Whether this request would start a new MCP session (refused while shutting down)."""

@@ -27,6 +27,7 @@ from flora_mcp.core.completions import Completions
 from flora_mcp.core.startup import StartupError, catalog_failure
 from flora_mcp.hosted._app import MCP_PATH, SSE_PATH, HostedApp
 from flora_mcp.hosted._auth import AuthPolicy
+from flora_mcp.hosted._bus import PostgresBus
 from flora_mcp.hosted._limits import SessionQuota
 from flora_mcp.hosted._oauth import OAuthResource, TokenChecker, resource_url
 from flora_mcp.hosted._options import HostedOptions, is_loopback, transport_security
@@ -152,6 +153,9 @@ class HostedServer:
         self.sock = sock
         self.port: int = sock.getsockname()[1]
         self.completions, receiver = _webhooks(settings)
+        url = settings.database_url.get_secret_value() if settings.database_url else ""
+        self.bus = PostgresBus(url, self.completions) if self.completions is not None and url else None
+        """Webhooks across replicas (FLORA_DATABASE_URL): LISTEN/NOTIFY; None: this process wakes its own calls."""
         self.pool = ToolkitPool(settings, per_user_keys=options.per_user_keys, shares_keys=policy.shares_keys,
                                 completions=self.completions)
         quota = SessionQuota(max_sessions=settings.max_sessions,
@@ -190,6 +194,8 @@ class HostedServer:
                 if handle_signals:
                     tg.start_soon(self._watch_signals)
                 tg.start_soon(self._announce)
+                if self.bus is not None:
+                    tg.start_soon(self.bus.listen)
                 await self.uvicorn.serve(sockets=[self.sock])
                 tg.cancel_scope.cancel()
         finally:
@@ -198,6 +204,9 @@ class HostedServer:
             if self.hosted.policy.oauth is not None:
                 with anyio.CancelScope(shield=True):
                     await self.hosted.policy.oauth.aclose()
+            if self.bus is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.bus.aclose()
             if self._ended_streams:
                 # sse-starlette's flag is process-wide: leave it as found for any later server in this process.
                 AppStatus.should_exit = False
@@ -213,8 +222,9 @@ class HostedServer:
         log.info("flora-mcp listening on %s (%s at %s, legacy SSE at %s; auth: %s)", where, mode, MCP_PATH,
                  SSE_PATH, self.hosted.policy.mode)
         if self.completions is not None:
-            log.info("runs complete on FLORA's webhooks at %s (polling every %.0f s as a safety net)",
-                     self.completions.callback_url, self.settings.webhook_poll_interval)
+            log.info("runs complete on FLORA's webhooks at %s (polling every %.0f s as a safety net; %s)",
+                     self.completions.callback_url, self.settings.webhook_poll_interval,
+                     "announced to every replica through the database" if self.bus else "this process only")
         elif self.settings.public_url:
             log.info("FLORA_WEBHOOK_SECRET is not set: runs are polled, with no webhook")
         try:

@@ -61,6 +61,13 @@ CREATE TABLE IF NOT EXISTS runs (
     updated_at {real} NOT NULL{session}
 )"""
 
+_WEBHOOK_EVENTS = """
+CREATE TABLE IF NOT EXISTS webhook_events (
+    event_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL
+)"""
+
 _INDEXES = [
     "CREATE INDEX IF NOT EXISTS runs_by_id ON runs (account, run_id)",
     "CREATE INDEX IF NOT EXISTS runs_by_time ON runs (account, created_at)",
@@ -98,5 +105,7 @@ POSTGRES: list[list[str]] = [
     [_RUNS.format(rowid="rowid BIGSERIAL,\n    ", real="DOUBLE PRECISION", session=",\n    budget_session TEXT"),
      *_INDEXES, _TASKS.format(real="DOUBLE PRECISION"), _ASSETS.format(real="DOUBLE PRECISION"),
      *(s.format(real="DOUBLE PRECISION") for s in _BUDGET)],
+    [_WEBHOOK_EVENTS, "CREATE INDEX IF NOT EXISTS webhook_events_by_time ON webhook_events (received_at)"],
 ]
-"""PostgreSQL migrations: 1, everything (`rowid` is SQLite's implicit order of insertion, made explicit)."""
+"""PostgreSQL migrations: 1, everything (`rowid` is SQLite's implicit order of insertion, made explicit); 2, the
+webhook events replicas took (`flora_mcp.hosted._bus`: each acted on once, whichever replica it reached)."""

@@ -64,7 +64,8 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
-        self.log_file.flush()
+        if not self.log_file.closed:
+            self.log_file.flush()
         return self.log_path.read_text(errors="replace")
 
     def submitted(self) -> list[str]:
