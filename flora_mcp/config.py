@@ -159,8 +159,9 @@ class Settings(BaseSettings):
     @field_validator("webhook_secret")
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            webhook_secrets(value.get_secret_value())
+        if value is None or not value.get_secret_value().strip():
+            return None  # FLORA_WEBHOOK_SECRET= (empty, as a compose file passes an unset one): webhooks off
+        webhook_secrets(value.get_secret_value())
         return value
 
     @field_validator("log_level")

@@ -207,3 +207,23 @@ def test_the_service_and_autoscaler_point_at_the_deployment(kube: dict[str, dict
     target = kube["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     assert kube["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
+
+
+def test_replicas_share_a_database_from_the_secret_and_readiness_includes_it(kube: dict[str, dict[str, Any]]) -> None:
+    container = container_of(kube)
+    secret = kube["Secret"]["stringData"]
+    assert {"FLORA_DATABASE_URL", "FLORA_WEBHOOK_SECRET"} <= set(secret)  # the URL carries the password: a secret
+    assert "FLORA_DATABASE_URL" not in {e["name"] for e in container["env"]}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # 503 while the database does not answer
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"  # a database outage restarts nothing
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["FLORA_PUBLIC_URL"].startswith("https://") and env["FLORA_PUBLIC_URL"].endswith("/mcp")
+    assert assert_real_flags(container["args"]).stateless
+    assert "sessionAffinity" not in kube["Service"]["spec"]  # stateless: no affinity needed
+
+
+def test_the_sticky_session_notes_say_when_affinity_is_needed() -> None:
+    for name in ("deployment.yaml", "service.yaml"):
+        text = (MANIFESTS / "kubernetes" / name).read_text()
+        assert "sessionAffinity: ClientIP" in text and "--stateless" in text, name
+        assert "SSE" in text, name
