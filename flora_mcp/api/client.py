@@ -39,7 +39,7 @@ CONNECT_TIMEOUT = 10.0
 """Seconds to open a connection, when the request timeout is longer."""
 MIN_POLL_INTERVAL = 2.0
 """Shortest seconds between two polls of a run: FLORA's guide asks for a poll every 2-5 seconds."""
-SCHEMA_FETCH_CONCURRENCY = 8
+SCHEMA_FETCH_CONCURRENCY = 32
 """Technique schemas (`GET /techniques/{id}`) a catalog load asks FLORA for at once."""
 MAX_LIST_PAGES = 10_000
 LIST_PAGE_SIZE = 100

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 import anyio
 import httpx
-from PIL import Image
 
 from flora_mcp._fetch_guard import FetchPolicy, FetchRefused, guarded_client, guarded_stream
 from flora_mcp.core.results import OutputFile
@@ -159,6 +158,9 @@ def make_preview(data: bytes, *, max_side: int = PREVIEW_MAX_SIDE) -> tuple[byte
     Raises:
         ValueError: the data is not an image of `PREVIEW_FORMATS`, or it is too large to decode safely.
     """
+    # Imported on first use: Pillow takes ~20 ms to import, and a server starting up needs none of it.
+    from PIL import Image
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
