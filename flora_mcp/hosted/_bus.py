@@ -18,12 +18,14 @@ import anyio
 from flora_mcp.api.webhooks import TOLERANCE, WebhookEvent
 from flora_mcp.core.completions import Completions
 
-__all__ = ["CHANNEL", "PostgresBus"]
+__all__ = ["CHANNEL", "LISTENER_NAME", "PostgresBus"]
 
 log = logging.getLogger("flora_mcp.hosted.webhooks")
 
 CHANNEL = "flora_mcp_run_announced"
 RECONNECT_DELAY = 1.0
+LISTENER_NAME = "flora-mcp webhook listener"
+"""The listener's `application_name`, as pg_stat_activity shows it."""
 KEEP = 2 * TOLERANCE
 """Seconds an event id is kept: a replay older than the signature tolerance is refused by its timestamp anyway."""
 
@@ -76,7 +78,8 @@ class PostgresBus:
         since = time.time() - KEEP
         while True:
             try:
-                async with await AsyncConnection.connect(self._url, autocommit=True) as conn:
+                async with await AsyncConnection.connect(self._url, autocommit=True,
+                                                      application_name=LISTENER_NAME) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     # Announced while nobody here listened (at start, or while reconnecting): woken now.
                     cursor = await conn.execute("SELECT run_id FROM webhook_events WHERE received_at >= %s",

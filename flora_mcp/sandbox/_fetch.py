@@ -19,7 +19,7 @@ import httpx
 
 from flora_mcp._net import is_loopback_host
 
-__all__ = ["FetchError", "Fetcher", "check_url", "is_loopback_host"]
+__all__ = ["FetchError", "Fetcher", "check_url", "is_loopback_host", "ssl_context"]
 
 MAX_REDIRECTS = 3
 
@@ -46,7 +46,8 @@ def check_url(value: str) -> str | None:
 
 
 @cache
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
+    """The default TLS context, made once per process."""
     # Loading the CA bundle costs ~60 ms; do it once per process, not once per fetch.
     return ssl.create_default_context()
 
@@ -111,7 +112,7 @@ class Fetcher:
     async def _fetch_http(self, url: str) -> bytes:
         async with httpx.AsyncClient(
             transport=self.transport,
-            verify=_ssl_context(),
+            verify=ssl_context(),
             follow_redirects=False,
             trust_env=False,
             timeout=self.timeout,

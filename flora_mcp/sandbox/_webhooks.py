@@ -23,6 +23,7 @@ import anyio
 import httpx
 
 from flora_mcp.sandbox._faults import WEBHOOK_ROUTE, Faults
+from flora_mcp.sandbox._fetch import ssl_context
 from flora_mcp.sandbox._runs import Run, now_ms
 
 __all__ = ["ATTEMPTS", "STALE_AGE", "Delivery", "Webhooks", "sign_webhook"]
@@ -106,7 +107,8 @@ class Webhooks:
             await anyio.sleep(fault.seconds)
         secret = FORGED_SECRET if fault is not None and fault.kind == "forge" else self.secret
         age = STALE_AGE if fault is not None and fault.kind == "stale" else 0
-        async with httpx.AsyncClient(timeout=TIMEOUT, trust_env=False, follow_redirects=False) as client:
+        async with httpx.AsyncClient(timeout=TIMEOUT, trust_env=False, follow_redirects=False,
+                                     verify=ssl_context()) as client:
             await self._send(client, delivery, secret, age)
             if fault is not None and fault.kind == "duplicate":
                 await self._send(client, delivery, secret, age)
