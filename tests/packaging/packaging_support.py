@@ -88,10 +88,15 @@ async def client_session(command: str | Path, args: Sequence[str], env: dict[str
     """The SDK's client on a server started as an MCP client starts one: a subprocess speaking on stdin/stdout."""
     params = StdioServerParameters(command=str(command), args=list(args), env=env, cwd=str(cwd))
     with tempfile.TemporaryFile("w+") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
-            with anyio.fail_after(START_TIMEOUT):
-                await session.initialize()
-            yield session, errlog
+        try:
+            async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+                with anyio.fail_after(START_TIMEOUT):
+                    await session.initialize()
+                yield session, errlog
+        except BaseException as exc:
+            # A server that died says why on its stderr; without it a failure reads only "Connection closed".
+            exc.add_note(f"server stderr:\n{tail(errlog_text(errlog))}")
+            raise
 
 
 def errlog_text(errlog: Any) -> str:
