@@ -17,16 +17,22 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-__all__ = ["REDACTED", "REDACTED_LOGGERS", "RedactingFilter", "add_secret", "configure_logging", "install_redaction",
-           "redact", "redact_record", "redact_value"]
+__all__ = ["BEARER_PATTERN", "KEY_PATTERN", "REDACTED", "REDACTED_LOGGERS", "RedactingFilter", "add_secret",
+           "configure_logging", "install_redaction", "redact", "redact_record", "redact_value"]
 
 REDACTED = "[redacted]"
 T = TypeVar("T")
 
-# Anything shaped like a FLORA key is hidden even if nobody registered it; registered secrets (bearer tokens, keys
-# of other shapes) are kept in a bounded set, since a hosted server meets a new key with every user.
+# Anything shaped like a FLORA key, and whatever follows `Bearer`, is hidden even if nobody registered it;
+# registered secrets (bearer tokens, keys of other shapes) are kept in a bounded set, since a hosted server meets a
+# new key with every user.
 KEY_PATTERN = re.compile(r"\bsk_[A-Za-z0-9][A-Za-z0-9_-]{5,}")
+BEARER_PATTERN = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/-]{6,}=*")
+"""A bearer credential (RFC 6750's b64token) of six characters or more, as a header echoed back carries it."""
 MAX_SECRETS = 1024
+MIN_PREFIX = 8
+"""A registered secret's first half, and at least this many characters of it, is hidden too: a truncated token
+(`tok_3f9a1c...`, as many servers echo one back) still gives much of it away."""
 REDACTED_LOGGERS = frozenset({"flora_mcp", "httpx", "httpcore", "mcp", "uvicorn", "starlette", "sse_starlette"})
 """Top-level logger names whose records are redacted as they are made: flora-mcp's and those of what it drives."""
 _secrets: OrderedDict[str, None] = OrderedDict()
@@ -45,7 +51,7 @@ def add_secret(secret: str | None) -> None:
 
 
 def redact(text: str, secrets: Iterable[str] | None = None) -> str:
-    """`text` with every secret replaced by a marker.
+    """`text` with every secret (or a long enough start of one) and every bearer credential replaced by a marker.
 
     Args:
         text: Any text bound for a log, an error message or a result.
@@ -54,10 +60,47 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     Returns:
         The text, redacted.
     """
+    spans: list[tuple[int, int]] = []
     for secret in secrets if secrets is not None else list(_secrets):
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
-    return KEY_PATTERN.sub(REDACTED, text)
+        if secret and secret[:_prefix_length(secret)] in text:
+            spans.extend(_occurrences(text, secret))
+    if spans:
+        text = _hide(text, spans)
+    return BEARER_PATTERN.sub(rf"\g<1>{REDACTED}", KEY_PATTERN.sub(REDACTED, text))
+
+
+def _prefix_length(secret: str) -> int:
+    """How much of the start of `secret` gives it away: half of it, at least MIN_PREFIX characters (or all)."""
+    return min(len(secret), max(MIN_PREFIX, (len(secret) + 1) // 2))
+
+
+def _occurrences(text: str, secret: str) -> list[tuple[int, int]]:
+    """Where `secret`, or a long enough start of it, is in `text`: (start, end) of each, as long as it matches."""
+    prefix = secret[:_prefix_length(secret)]
+    found: list[tuple[int, int]] = []
+    start = text.find(prefix)
+    while start >= 0:
+        end = start + len(prefix)
+        while end - start < len(secret) and end < len(text) and text[end] == secret[end - start]:
+            end += 1
+        found.append((start, end))
+        start = text.find(prefix, start + 1)
+    return found
+
+
+def _hide(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with the spans (of several secrets, which may overlap) replaced by one marker each run of them."""
+    parts: list[str] = []
+    done = 0
+    for start, end in sorted(spans):
+        if start < done:  # overlaps the run just hidden: widen it
+            if end > done:
+                done = end
+            continue
+        parts.extend((text[done:start], REDACTED))
+        done = end
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def redact_value(value: T) -> T:

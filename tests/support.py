@@ -14,6 +14,7 @@ The fixtures built on these (`sandbox`, `toolkit`, `anyio_backend`) are in conft
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -27,6 +28,8 @@ from socketserver import BaseServer
 from typing import IO, Any
 
 import anyio
+import anyio.abc
+from anyio.streams.text import TextReceiveStream
 from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -39,6 +42,15 @@ from flora_mcp.server.notifications import ToolListNotifier
 
 # Every test talks to the sandbox with this key; .ci/run checks that it never appears in the suite's output.
 TEST_KEY = "sk_live_TEST0secret0key0never0logged"
+
+ODD_KEY = "flora-acct-7f3Kq9ZxW2mB8vLr"
+"""A FLORA key the key pattern does not match (not `sk_`-shaped): hidden only if it was registered."""
+
+
+def echoing(key: str) -> str:
+    """An error message of a server that echoes the key it was sent, as some do."""
+    return f"API key {key} is not allowed to run this technique"
+
 
 STDIO_START_TIMEOUT = 30.0
 """How long a `python -m flora_mcp` subprocess may take to answer `initialize`."""
@@ -189,3 +201,30 @@ async def kill_during_create(box: Sandbox, env: dict[str, str], tool: str, argum
         tg.cancel_scope.cancel()
     box.faults.clear()
     return box.runs[-1].run_id
+
+
+class StdioPeer:
+    """A JSON-RPC client over a flora-mcp process's stdin and stdout."""
+
+    def __init__(self, process: anyio.abc.Process) -> None:
+        self.process = process
+        self.lines = TextReceiveStream(process.stdout)  # type: ignore[arg-type]
+        self.buffer = ""
+        self.next_id = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send((json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode())
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The response to one request (its `result`, or its `error` under the key "error")."""
+        self.next_id += 1
+        await self.send({"id": self.next_id, "method": method, "params": params or {}})
+        with anyio.fail_after(20):
+            while True:
+                while "\n" not in self.buffer:
+                    self.buffer += await self.lines.receive()
+                line, self.buffer = self.buffer.split("\n", 1)
+                message = json.loads(line)
+                if message.get("id") == self.next_id:
+                    return message.get("result") or {"error": message["error"]}

@@ -25,15 +25,16 @@ from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.logs import KEY_PATTERN, REDACTED, redact
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
 from flora_mcp.sandbox.__main__ import parse_config
-from tests.support import TEST_KEY, mcp_client, sandbox_config, sandbox_env, settings_for, stdio_session
-
-ODD_KEY = "flora-acct-7f3Kq9ZxW2mB8vLr"
-"""A key the key pattern does not match: hidden only if it was registered."""
-
-
-def echoing(key: str) -> str:
-    """An error message of a server that echoes the key it was sent, as some do."""
-    return f"API key {key} is not allowed to run this technique"
+from tests.support import (
+    ODD_KEY,
+    TEST_KEY,
+    echoing,
+    mcp_client,
+    sandbox_config,
+    sandbox_env,
+    settings_for,
+    stdio_session,
+)
 
 
 @pytest.fixture

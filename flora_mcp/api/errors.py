@@ -48,6 +48,7 @@ __all__ = [
     "FloraError",
     "IdempotencyError",
     "InsufficientCreditsError",
+    "InvalidURLError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -101,6 +102,15 @@ class APIConnectionError(APIError):
     def __init__(self, message: str, *, endpoint: str = "", maybe_sent: bool = True) -> None:
         super().__init__(message, endpoint=endpoint)
         self.maybe_sent = maybe_sent
+
+
+class InvalidURLError(APIConnectionError):
+    """The URL to request is no valid URL (a control character, too long, a bad port): nothing was sent."""
+
+    code = "invalid_url"
+
+    def __init__(self, message: str, *, endpoint: str = "") -> None:
+        super().__init__(message, endpoint=endpoint, maybe_sent=False)
 
 
 class APITimeoutError(APIConnectionError):
@@ -307,12 +317,14 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 
 @contextmanager
 def map_transport_errors(endpoint: str) -> Iterator[None]:
-    """Translate httpx's transport exceptions into APIConnectionError / APITimeoutError, the guard's refusals into
-    UnsafeURLError."""
+    """Translate httpx's transport exceptions into APIConnectionError / APITimeoutError, a URL httpx cannot request
+    into InvalidURLError, the guard's refusals into UnsafeURLError."""
     try:
         yield
     except FetchRefused as exc:
         raise UnsafeURLError(f"{endpoint}: refused to connect: {exc}", endpoint=endpoint) from exc
+    except httpx.InvalidURL as exc:  # raised as the request is built, before anything is sent
+        raise InvalidURLError(f"{endpoint}: not a valid URL ({exc})", endpoint=endpoint) from exc
     except httpx.TimeoutException as exc:
         maybe_sent = not isinstance(exc, _NOT_SENT)
         raise APITimeoutError(f"{endpoint}: no answer in time ({type(exc).__name__})", endpoint=endpoint,

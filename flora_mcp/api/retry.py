@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from flora_mcp.api.errors import APIConnectionError, APIError, APIStatusError, UnsafeURLError
+from flora_mcp.api.errors import APIConnectionError, APIError, APIStatusError, InvalidURLError, UnsafeURLError
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
@@ -55,7 +55,7 @@ class RetryPolicy:
 
     def should_retry(self, error: APIError, *, attempt: int, idempotent: bool) -> bool:
         """Whether attempt number `attempt` (0-based) that failed with `error` may be tried again."""
-        if attempt >= self.max_retries or isinstance(error, UnsafeURLError):
+        if attempt >= self.max_retries or isinstance(error, UnsafeURLError | InvalidURLError):
             return False
         if isinstance(error, APIConnectionError):
             # A request that may have reached FLORA is only sent again when doing so cannot create a second run.

@@ -4,8 +4,9 @@
 `run` goes through `Toolkit.call`, exactly as an MCP tool call does: the same validation, cost caps, uploads of local
 files, retries, journal and result. A relative path is read from the current folder; files may come from it and from
 the home folder (or FLORA_INPUT_DIRS). Tables and results go to stdout; progress, warnings and errors go to stderr, so
-`--json` output can be piped. `--download DIR` saves the outputs with the code FLORA_OUTPUT_DIR uses
-(`flora_mcp.core.media_out`, through the fetch guard). `upload` prints the asset URL of each file.
+`--json` output can be piped; both pass the log redaction on the way out. `--download DIR` saves the outputs with the
+code FLORA_OUTPUT_DIR uses (`flora_mcp.core.media_out`, through the fetch guard). `upload` prints the asset URL of
+each file.
 
 Exit codes:
     0: the command did what it was asked (`run`: the run completed, and every output was saved with --download).
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+from io import TextIOBase
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +42,7 @@ from flora_mcp.core.catalog import URL_TYPES, TechniqueTool, format_usd
 from flora_mcp.core.confirm import Answer, Confirmation
 from flora_mcp.core.media_out import save_outputs
 from flora_mcp.core.results import OutputFile, ToolResult
+from flora_mcp.logs import redact
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "download_outputs", "parse_inputs", "run_command"]
 
@@ -52,10 +55,35 @@ class UsageError(Exception):
     """The command line cannot be run as given; the message says why."""
 
 
+class _Redacted(TextIOBase):
+    """A text stream whose every write passes the log redaction: all the human verbs print goes through one."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__()
+        self._stream = stream
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # read-only here, as on the stream it wraps
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
 def _console(stream: IO[str]) -> Console:
     # Piped output keeps long URLs on one line rather than wrapping them at rich's default of 80 columns.
     wide = stream.isatty() or "COLUMNS" in os.environ
-    return Console(file=stream, width=None if wide else 200, highlight=False)
+    return Console(file=_Redacted(stream), width=None if wide else 200, highlight=False)  # type: ignore[arg-type]
 
 
 async def run_command(command: str, settings: Settings, args: argparse.Namespace) -> int:
@@ -113,7 +141,7 @@ async def run_command(command: str, settings: Settings, args: argparse.Namespace
             body = {"tool": result.tool, **result.structured()}
             if args.download:
                 body["saved"] = [str(p) for p in saved]
-            sys.stdout.write(json.dumps(body, indent=2) + "\n")
+            _Redacted(sys.stdout).write(json.dumps(body, indent=2) + "\n")
         else:
             show_result(out if not result.is_error else err, result, saved)
         if download_failed:
@@ -148,7 +176,7 @@ async def _upload(settings: Settings, args: argparse.Namespace, out: Console, er
         finally:
             await toolkit.aclose()
     if args.json:
-        sys.stdout.write(json.dumps([u.model_dump() for u in uploads], indent=2) + "\n")
+        _Redacted(sys.stdout).write(json.dumps([u.model_dump() for u in uploads], indent=2) + "\n")
         return EXIT_OK
     for upload in uploads:
         again = " (already uploaded)" if upload.reused else ""

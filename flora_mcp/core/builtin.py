@@ -1,28 +1,37 @@
 """The tools flora-mcp adds beside the techniques: their definitions, and the handlers of the run tools.
 
 `flora_get_run`, `flora_list_runs` and `flora_spend` are answered here (`call_run_tool`); the compact-mode trio is
-defined here and answered in core/compact.py. Their names are in core/tool_names.py.
+defined here and answered in core/compact.py. Their names are in core/tool_names.py. The arguments of each are
+checked against the schema it is listed with (`builtin_refusal`), as a technique tool's are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from flora_mcp.api.models import Technique
-from flora_mcp.core.results import OUTPUT_SCHEMA, ToolResult
+from flora_mcp.core.arguments import argument_errors, schema_validator
+from flora_mcp.core.results import OUTPUT_SCHEMA, FieldError, ToolResult
 from flora_mcp.core.runs import ProgressCallback, RunManager
 from flora_mcp.core.tool_names import COMPACT_TOOLS, DESCRIBE, GET_RUN, LIST_RUNS, RUN, RUN_TOOLS, SEARCH, SPEND
 from flora_mcp.core.translator import CallPhase, informational, refusal
 from flora_mcp.store import JOURNAL_STATUSES
 
-__all__ = ["COMPACT_LIST_BUDGET", "COMPACT_TOOLS", "RUN_TOOLS", "call_run_tool", "compact_tools", "run_tools"]
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
+__all__ = ["COMPACT_LIST_BUDGET", "COMPACT_TOOLS", "MAX_RUN_ID", "RUN_TOOLS", "builtin_refusal", "call_run_tool",
+           "compact_tools", "run_tools"]
 
 # flora_list_runs' filter; the compact form leaves out `submitting`, a status a row has for a moment only.
 _LISTED_STATUSES = list(JOURNAL_STATUSES)
 _COMPACT_LISTED_STATUSES = [s for s in JOURNAL_STATUSES if s != "submitting"]
 COMPACT_LIST_BUDGET = 2026
 """Bytes of the compact mode's whole tools/list result: the size of FLORA's own two-tool MCP server."""
+MAX_RUN_ID = 200
+"""The longest run_id flora_get_run takes: FLORA's are ~20 characters; a longer one is no run id."""
 
 _READ_ONLY = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": True}
 _PAID = {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False, "openWorldHint": True}
@@ -40,7 +49,8 @@ def run_tools(max_wait: float, *, full_schemas: bool = True) -> list[dict[str, A
         "inputSchema": {
             "type": "object",
             "properties": {
-                "run_id": {"type": "string", "minLength": 1, "description": "The run_id a technique call returned."},
+                "run_id": {"type": "string", "minLength": 1, "maxLength": MAX_RUN_ID,
+                           "description": "The run_id a technique call returned."},
                 "wait_seconds": {"type": "number", "minimum": 0, "maximum": max_wait,
                                  "description": f"How long to wait for the run, 0 to {max_wait:g} s (default)."},
             },
@@ -86,7 +96,7 @@ def _compact_run_tools(max_wait: float) -> list[dict[str, Any]]:
         {
             "name": GET_RUN,
             "description": "Wait for a run by run_id (a result with status running gave it); returns outputs, cost.",
-            "inputSchema": _object({"run_id": {"type": "string"},
+            "inputSchema": _object({"run_id": {"type": "string", "maxLength": MAX_RUN_ID},
                                     "wait_seconds": {"type": "number", "minimum": 0, "maximum": max_wait}},
                                    ["run_id"]),
             "annotations": _SHORT_READ_ONLY,
@@ -148,6 +158,26 @@ DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 
 
+def builtin_refusal(name: str, args: Mapping[str, Any], *, max_wait: float, compact: bool) -> ToolResult | None:
+    """The refusal of a call to one of flora-mcp's own tools whose arguments its listed schema rejects, or None.
+
+    `compact`: the run tools are listed in their short forms (compact mode); the compact trio has one form only.
+    """
+    errors = argument_errors(_validators(max_wait, compact)[name], args)
+    if not errors:
+        return None
+    problems = sorted({(e.field, e.message): e for e in errors}.values(), key=lambda e: e.field)
+    count = len(problems)
+    return refusal(name, None, f"{count} invalid argument{'s' * (count != 1)}: "
+                   + ", ".join(dict.fromkeys(p.field for p in problems)), problems)
+
+
+@functools.cache
+def _validators(max_wait: float, compact: bool) -> dict[str, Draft202012Validator]:
+    tools = run_tools(max_wait, full_schemas=not compact) + compact_tools()
+    return {tool["name"]: schema_validator(tool["inputSchema"]) for tool in tools}
+
+
 async def call_run_tool(name: str, args: dict[str, Any], runs: RunManager, *,
                         technique_for: Callable[[str | None], Technique | None],
                         progress: ProgressCallback | None, phase: CallPhase) -> ToolResult:
@@ -162,19 +192,17 @@ async def call_run_tool(name: str, args: dict[str, Any], runs: RunManager, *,
 
 async def _get_run(args: dict[str, Any], runs: RunManager, *, technique_for: Callable[[str | None], Technique | None],
                    progress: ProgressCallback | None, phase: CallPhase) -> ToolResult:
-    run_id = args.get("run_id")
-    wait = args.get("wait_seconds")
-    if not isinstance(run_id, str) or not run_id.strip():
-        return refusal(GET_RUN, None, "run_id is required.")
-    if wait is not None and (not isinstance(wait, int | float) or isinstance(wait, bool) or wait < 0):
-        return refusal(GET_RUN, None, "wait_seconds must be a number >= 0.")
-    return await runs.resume(run_id.strip(), wait_seconds=wait, technique_for=technique_for, progress=progress,
-                             tool=GET_RUN, phase=phase)
+    run_id: str = args["run_id"].strip()  # the schema made it a string
+    if not run_id:
+        return refusal(GET_RUN, None, "1 invalid argument: run_id", [FieldError(field="run_id",
+                                                                               message="must not be blank")])
+    return await runs.resume(run_id, wait_seconds=args.get("wait_seconds"), technique_for=technique_for,
+                             progress=progress, tool=GET_RUN, phase=phase)
 
 
 async def _list_runs(args: dict[str, Any], runs: RunManager) -> ToolResult:
-    limit = args.get("limit", DEFAULT_LIST_LIMIT)
-    limit = min(max(int(limit), 1), MAX_LIST_LIMIT) if isinstance(limit, int | float) else DEFAULT_LIST_LIMIT
+    # The schema made `limit` a whole number (in the compact form, of no lower bound) and `status` a journal status.
+    limit = min(max(int(args.get("limit", DEFAULT_LIST_LIMIT)), 1), MAX_LIST_LIMIT)
     entries = await runs.recent(limit=limit, status=args.get("status"))
     rows = [{k: v for k, v in e.as_dict().items() if k != "inputs"} for e in entries]
     spent = round(await runs.session_spend(), 6)

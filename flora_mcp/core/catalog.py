@@ -20,6 +20,7 @@ import anyio
 from flora_mcp.api.client import SCHEMA_FETCH_CONCURRENCY, FloraClient
 from flora_mcp.api.errors import APIResponseError, NotFoundError, PermissionDeniedError
 from flora_mcp.api.models import Technique, TechniqueIO
+from flora_mcp.core.arguments import argument_errors, schema_validator
 from flora_mcp.core.results import OUTPUT_SCHEMA, FieldError, format_usd
 from flora_mcp.core.tool_names import GET_RUN, RESERVED_NAMES
 
@@ -250,11 +251,8 @@ class TechniqueTool:
     def validate(self, arguments: Mapping[str, Any]) -> list[FieldError]:
         """Every problem with these (normalized) arguments; empty when they may be sent to FLORA."""
         if self._validator is None:
-            # Imported on first use: jsonschema takes ~40 ms to import, and a server starting up needs none of it.
-            from jsonschema import Draft202012Validator
-
-            self._validator = Draft202012Validator(self.input_schema)
-        errors = [_field_error(err, self.input_schema) for err in self._validator.iter_errors(arguments)]
+            self._validator = schema_validator(self.input_schema)
+        errors = argument_errors(self._validator, arguments)
         for io in self.technique.inputs or []:
             if io.type not in URL_TYPES or io.id not in arguments:
                 continue
@@ -274,25 +272,6 @@ def _is_url_or_path(value: str) -> bool:
     if parts.scheme in URL_SCHEMES:
         return bool(parts.netloc)
     return "://" not in value
-
-
-def _field_error(err: Any, schema: Mapping[str, Any]) -> FieldError:
-    path = ".".join(str(p) for p in err.absolute_path)
-    if err.validator == "required":
-        missing = re.search(r"'([^']+)' is a required property", err.message)
-        name = missing.group(1) if missing else path or "arguments"
-        return FieldError(field=name, message="required input is missing")
-    if err.validator == "additionalProperties":
-        known = ", ".join(sorted(schema.get("properties", {}))) or "none"
-        extra = re.findall(r"'([^']+)'", err.message)
-        name = extra[0] if extra else "arguments"
-        return FieldError(field=name, message=f"unknown input; valid inputs: {known}")
-    if err.validator == "type":
-        return FieldError(field=path or "arguments", message=f"must be of type {err.validator_value}, "
-                          f"got {type(err.instance).__name__}")
-    if err.validator == "minLength":
-        return FieldError(field=path or "arguments", message="must not be empty")
-    return FieldError(field=path or "arguments", message=err.message[:200])
 
 
 @dataclass

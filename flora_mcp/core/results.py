@@ -3,15 +3,21 @@
 `ToolResult` is what `Toolkit.call` returns (core/translator.py makes every one); `to_call_tool_result` turns it into
 the MCP `CallToolResult` (text for the model, `structuredContent` matching `OUTPUT_SCHEMA`, `isError`). Everything the
 agent needs is in both: status, run id, output URLs, cost, and the next step. `OUTPUT_SCHEMA` is derived from the model.
+
+Every form of a result that leaves the process (`summary`, `structured`, `redacted`, `to_call_tool_result`) passes
+the log redaction (flora_mcp/logs.py): an error message of FLORA's that echoes the key never carries it further.
 """
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flora_mcp.core.tool_names import GET_RUN
+from flora_mcp.core.tool_names import GET_RUN, LIST_RUNS, SEARCH, SPEND
+from flora_mcp.logs import redact, redact_value
 
 if TYPE_CHECKING:
     import mcp.types
@@ -120,19 +126,28 @@ class ToolResult(BaseModel):
         """Whether the call failed (failed, invalid or error): the MCP `isError` flag."""
         return self.status in ERROR_STATUSES
 
+    def redacted(self) -> ToolResult:
+        """This result with every string in it (nested ones included) passed through the log redaction."""
+        return ToolResult.model_validate(redact_value(self.model_dump()))
+
     def structured(self) -> dict[str, Any]:
-        """The `structuredContent` form: JSON-ready, empty and unset fields left out."""
-        data = self.model_dump(mode="json", exclude_none=True, exclude={"tool"})
+        """The `structuredContent` form: JSON-ready, redacted, empty and unset fields left out."""
+        data: dict[str, Any] = redact_value(self.model_dump(mode="json", exclude_none=True, exclude={"tool"}))
         for name in _OMITTED_WHEN_EMPTY:
             if not data.get(name):
                 data.pop(name, None)
         return data
 
     def summary(self) -> str:
-        """A few lines for the model: what happened, every URL, the cost, what to do next."""
+        """A few lines for the model, redacted: what happened, every URL, the cost, what to do next."""
+        return redact(self._summary())
+
+    def _summary(self) -> str:
         name = self.technique.name if self.technique else self.tool
         lines: list[str] = []
-        if self.status == "completed":
+        if self.data is not None:
+            lines.extend(_data_lines(self.tool, self.data))
+        elif self.status == "completed":
             lines.append(f"{name}: run {self.run_id} completed.")
         elif self.status in ("running", "pending"):
             pct = f" ({self.progress:.0f}% done)" if self.progress is not None else ""
@@ -157,7 +172,7 @@ class ToolResult(BaseModel):
             if out.path:
                 lines.append(f"  saved as {out.path}")
         for sub in self.runs:
-            lines.append(f"- {sub.summary()}")
+            lines.append(f"- {sub._summary()}")
         if self.charged_cost is not None:
             lines.append(f"Charged: {format_usd(self.charged_cost)}")
         if self.session_spend is not None:
@@ -173,8 +188,71 @@ class ToolResult(BaseModel):
         import mcp.types as types
 
         content: list[Any] = [types.TextContent(type="text", text=self.summary())]
-        content.extend(extra_content or [])
+        content.extend(_redacted_block(block) for block in extra_content or [])
         return types.CallToolResult(content=content, structured_content=self.structured(), is_error=self.is_error)
+
+
+def _redacted_block(block: Any) -> Any:
+    """A content block with its text fields redacted; an image's data is left as is (base64 holds no `_`, so no key
+    pattern, and replacing bytes in it would break the image)."""
+    fields: dict[str, str] = {}
+    for name in ("text", "uri", "name", "title", "description"):
+        value = getattr(block, name, None)
+        if isinstance(value, str) and (clean := redact(value)) != value:
+            fields[name] = clean
+    return block.model_copy(update=fields) if fields else block
+
+
+# The text of the informational tools: what their `data` holds, compactly, for clients that show the model the text
+# alone. ---------------------------------------------------------------------------------------------------------
+
+
+def _data_lines(tool: str, data: dict[str, Any]) -> list[str]:
+    if tool == LIST_RUNS:
+        return _runs_lines(data)
+    if tool == SPEND:
+        return _spend_lines(data)
+    if tool == SEARCH:
+        found = data.get("techniques") or []
+        shown = f" (the first {len(found)})" if len(found) < (data.get("count") or 0) else ""
+        return [f"{tool}: {data.get('count', len(found))} technique(s) match{shown}.", *(f"- {t}" for t in found)]
+    return [f"{tool}:", json.dumps(data, separators=(",", ":"), ensure_ascii=False)]
+
+
+def _runs_lines(data: dict[str, Any]) -> list[str]:
+    rows: list[dict[str, Any]] = data.get("runs") or []
+    lines = [f"{LIST_RUNS}: {len(rows)} run(s), newest first." if rows else f"{LIST_RUNS}: no runs recorded."]
+    for row in rows:
+        name = row.get("technique_name") or row.get("technique_slug") or row.get("technique_id")
+        facts = [str(row.get("status"))]
+        if row.get("progress") is not None and row.get("status") in ("pending", "running"):
+            facts.append(f"{row['progress']:.0f}% done")
+        if row.get("charged_cost") is not None:
+            facts.append(f"charged {format_usd(row['charged_cost'])}")
+        elif row.get("run_cost") is not None:
+            facts.append(f"price {format_usd(row['run_cost'])}")
+        if row.get("created_at"):
+            facts.append("created " + datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+        run = f"run {row['run_id']}" if row.get("run_id") else f"no run id yet (call {row.get('idempotency_key')})"
+        lines.append(f"- {run}: {name} via {row.get('tool')}, {', '.join(facts)}")
+        for i, out in enumerate(row.get("outputs") or []):
+            lines.append(f"  output {out.get('output_id') or f'output_{i + 1}'} ({out.get('type')}): {out.get('url')}")
+        if row.get("error_code") or row.get("error_message"):
+            lines.append(f"  error {row.get('error_code') or 'error'}: {row.get('error_message') or ''}".rstrip(": "))
+    return lines
+
+
+def _spend_lines(data: dict[str, Any]) -> list[str]:
+    lines = [f"{SPEND}: this session {format_usd(data.get('session_spend'))}, held for runs under way "
+             f"{format_usd(data.get('held'))}, all time {format_usd(data.get('total_charged'))}."]
+    for row in data.get("by_technique") or []:
+        name = row.get("technique_name") or row.get("technique_slug") or row.get("technique_id")
+        lines.append(f"- {name}: {row.get('runs')} run(s), {format_usd(row.get('charged'))}")
+    caps = data.get("caps") or {}
+    lines.append("Caps: " + ", ".join(
+        f"{name} {format_usd(value) if value is not None else 'none'}" for name, value in caps.items()) + "."
+        if caps else "Caps: none.")
+    return lines
 
 
 def _output_schema() -> dict[str, Any]:

@@ -23,7 +23,7 @@ from flora_mcp.api.errors import UploadError
 from flora_mcp.api.models import Technique
 from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.config import ConfigurationError, Settings
-from flora_mcp.core.builtin import call_run_tool
+from flora_mcp.core.builtin import builtin_refusal, call_run_tool
 from flora_mcp.core.cache import CatalogCache
 from flora_mcp.core.catalog import Catalog
 from flora_mcp.core.compact import call_compact_tool
@@ -206,19 +206,23 @@ class Toolkit:
 
         Returns:
             The ToolResult: status, run id, outputs (saved under FLORA_OUTPUT_DIR when set), cost, uploads, error
-            and next step.
+            and next step; redacted (`ToolResult.redacted`), whoever shows it.
         """
         phase = phase or CallPhase()
         try:
             result = await self._dispatch(name, dict(arguments or {}), progress, phase, confirm, roots)
         except Exception as exc:
-            return from_failure(name, exc, phase)
-        return await self.outputs.save(result, self._tool_name_for(result))
+            return from_failure(name, exc, phase).redacted()
+        return (await self.outputs.save(result, self._tool_name_for(result))).redacted()
 
     async def _dispatch(self, name: str, args: dict[str, Any], progress: ProgressCallback | None,
                         phase: CallPhase, confirm: Confirmer | None, roots: RootsProvider | None = None
                         ) -> ToolResult:
         catalog = await self.wait_for_catalog()
+        if name in RUN_TOOLS or name in COMPACT_TOOLS:
+            refused = builtin_refusal(name, args, max_wait=self.settings.max_wait, compact=self.compact)
+            if refused is not None:
+                return refused
         if name in RUN_TOOLS:
             return await call_run_tool(name, args, self.runs, technique_for=self._technique_by_id,
                                        progress=progress, phase=phase)

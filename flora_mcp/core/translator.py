@@ -32,6 +32,7 @@ from flora_mcp.api.errors import (
     APIStatusError,
     FloraError,
     IdempotencyError,
+    InvalidURLError,
     UploadError,
 )
 from flora_mcp.api.models import Run, Technique
@@ -313,6 +314,9 @@ def _next_step(api: APIError) -> str:
             wait = f"{api.retry_after:.0f} s" if api.retry_after is not None else "a minute"
             return f"FLORA is rate-limiting this key; retry after {wait}."
         return _NEXT_STEP_BY_CODE.get(api.code, _NEXT_STEP_BY_CODE["unknown_error"])
+    if isinstance(api, InvalidURLError):
+        return ("Nothing was sent: the URL to request is not valid. Check FLORA_BASE_URL, and the run_id or "
+                "technique given; report it if FLORA's own answer named the URL.")
     if isinstance(api, APIConnectionError):
         return "FLORA could not be reached; check the network and FLORA_BASE_URL, then try again."
     if isinstance(api, APIResponseError):

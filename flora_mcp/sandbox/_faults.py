@@ -6,7 +6,8 @@ charged) and then replaces, delays or loses its response: an unknown outcome, as
 
 Kinds: `status` (an error envelope with `status`/`code`), `drop` (the connection closes after the response head:
 httpx raises `RemoteProtocolError`), `stall` (wait `seconds`: "before" then answers 504, "after" then sends the real
-response), `html` (a proxy's HTML error page, 502 by default), `truncated` (200 with half a JSON body).
+response), `html` (a proxy's HTML error page, 502 by default), `truncated` (200 with half a JSON body), `run_failed`
+(a run route's real answer, made a failed run with `code` and `message`; always "after").
 
 The route `"webhook"` is no request but the sandbox's own outgoing completion callbacks (`_webhooks.py`), with kinds
 of its own: `drop` (never sent), `delay` (sent `seconds` late), `duplicate` (sent twice), `forge` (signed with a wrong
@@ -44,12 +45,15 @@ ROUTE_NAMES = (
 WEBHOOK_ROUTE = "webhook"
 """The fault route of outgoing completion callbacks."""
 
-FaultKind = Literal["status", "drop", "stall", "html", "truncated", "delay", "duplicate", "forge", "stale"]
+FaultKind = Literal["status", "drop", "stall", "html", "truncated", "run_failed", "delay", "duplicate", "forge",
+                    "stale"]
 WEBHOOK_KINDS = frozenset({"drop", "delay", "duplicate", "forge", "stale"})
 """What can happen to a callback; `drop` is the one kind it shares with requests."""
-_REQUEST_KINDS = frozenset({"status", "drop", "stall", "html", "truncated"})
+_REQUEST_KINDS = frozenset({"status", "drop", "stall", "html", "truncated", "run_failed"})
 FaultWhen = Literal["before", "after"]
-_DEFAULT_STATUS: dict[str, int] = {"status": 503, "html": 502, "truncated": 200, "drop": 200, "stall": 504}
+_DEFAULT_STATUS: dict[str, int] = {"status": 503, "html": 502, "truncated": 200, "drop": 200, "stall": 504,
+                                   "run_failed": 200}
+_DEFAULT_CODE: dict[str, str] = {"run_failed": "provider_error"}
 
 
 @dataclass
@@ -99,6 +103,8 @@ class Fault:
             raise ValueError(f"when must be 'before' or 'after', not {self.when!r}")
         if self.count < 1:
             raise ValueError("count must be at least 1")
+        if self.kind == "run_failed":
+            self.when = "after"  # it spoils the real run object
         self.remaining = self.count
 
     def to_json(self) -> dict[str, Any]:
@@ -136,7 +142,7 @@ class Faults:
             seconds: how long a "stall" waits, or a "delay"ed callback is held back.
             when: "before" skips the handler; "after" runs it and then spoils its response.
             retry_after: seconds for a `Retry-After` header on "status" faults.
-            message: error message for "status" faults.
+            message: error message for "status" and "run_failed" faults.
 
         Returns:
             The fault, whose `remaining` counts down as requests hit it.
@@ -147,7 +153,7 @@ class Faults:
             kind,
             count,
             chosen_status,
-            code or code_for_status(chosen_status),
+            code or _DEFAULT_CODE.get(kind) or code_for_status(chosen_status),
             seconds,
             when,
             retry_after,

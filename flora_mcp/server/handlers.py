@@ -20,6 +20,7 @@ from mcp.server.subscriptions import ListenHandler
 from flora_mcp._version import __version__
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.core.translator import CONFIRMATION_REQUIRED, CallPhase, from_failure
+from flora_mcp.logs import redact, redact_value
 from flora_mcp.server import identity
 from flora_mcp.server.confirm import ConfirmationRounds, request_state_boundary
 from flora_mcp.server.identity import INSTRUCTIONS
@@ -113,7 +114,7 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         for entry in await toolkit.runs.recent(limit=50):
             if entry.run_id:
                 resources.append(types.Resource(
-                    name=entry.run_id, title=f"{entry.technique_name} run ({entry.status})",
+                    name=entry.run_id, title=redact(f"{entry.technique_name} run ({entry.status})"),
                     uri=RUN_URI.format(run_id=entry.run_id), mime_type="application/json"))
         return types.ListResourcesResult(resources=resources)
 
@@ -137,8 +138,9 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
             body = entry.as_dict()
         else:
             raise ValueError(f"unknown resource {uri}")
+        # Redacted as it leaves: a row written before its key was registered (an older flora-mcp) holds it as is.
         return types.ReadResourceResult(contents=[types.TextResourceContents(
-            uri=uri, mime_type="application/json", text=json.dumps(body, indent=2))])
+            uri=uri, mime_type="application/json", text=json.dumps(redact_value(body), indent=2))])
 
     server = Server(
         identity.NAME,

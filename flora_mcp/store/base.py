@@ -102,8 +102,8 @@ class Store(ABC):
         await self._write(
             "INSERT INTO runs (idempotency_key, account, tool, technique_id, technique_slug, technique_name, status, "
             "inputs, run_cost, created_at, updated_at, budget_session) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            idempotency_key, account, redact(tool), technique_id, technique_slug, redact(technique_name), status,
-            json.dumps(redact_value(dict(inputs))), run_cost, now, now, budget_session)
+            idempotency_key, account, redact(tool), redact(technique_id), redact_value(technique_slug),
+            redact(technique_name), status, json.dumps(redact_value(dict(inputs))), run_cost, now, now, budget_session)
 
     async def update(self, idempotency_key: str, **fields: Any) -> None:
         """Set some of run_id, status, progress, outputs, charged_cost, poll_url, error_code, error_message."""
@@ -253,9 +253,10 @@ class Store(ABC):
         """Write the task's state, unless its row already ended (the first final state stays, whichever process
         wrote it); whether it was written."""
         expires = time.time() + max(task.ttl_ms / 1000, 3600.0)
-        values = (task.task_id, task.account, task.shape, task.tool, task.status, task.message, task.created_at,
+        message = redact(task.message)  # a task's words and result are redacted as they are written, as a run's
+        values = (task.task_id, task.account, task.shape, redact(task.tool), task.status, message, task.created_at,
                   task.updated_at, task.ttl_ms, task.poll_ms, json.dumps(task.run_ids),
-                  None if task.result is None else json.dumps(task.result), expires)
+                  None if task.result is None else json.dumps(redact_value(task.result)), expires)
         terminal = ", ".join(f"'{status}'" for status in _TERMINAL_TASK)
         rows = await self._transact([
             Step(f"INSERT INTO mcp_tasks ({TASK_COLUMNS}, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
@@ -264,7 +265,7 @@ class Store(ABC):
                  f"expires_at = excluded.expires_at WHERE mcp_tasks.status NOT IN ({terminal})", values),
             Step("SELECT status, updated_at, message FROM mcp_tasks WHERE task_id = ?", (task.task_id,), rows=True),
         ])
-        return bool(rows[1]) and tuple(rows[1][0]) == (task.status, task.updated_at, task.message)
+        return bool(rows[1]) and tuple(rows[1][0]) == (task.status, task.updated_at, message)
 
     async def load_task(self, account: str, task_id: str) -> StoredTask | None:
         """The task, if this account made it and it has not expired."""

@@ -6,7 +6,6 @@ the lifecycle tests speak JSON-RPC to `python -m flora_mcp` over stdio, as a cli
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,12 +14,11 @@ import anyio
 import anyio.abc
 import mcp.types as types
 import pytest
-from anyio.streams.text import TextReceiveStream
 from mcp.shared.exceptions import MCPError
 
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
-from tests.support import mcp_client, polls, sandbox_env, settings_for
+from tests.support import StdioPeer, mcp_client, polls, sandbox_env, settings_for
 
 RELATED = "io.modelcontextprotocol/related-task"
 
@@ -50,33 +48,6 @@ async def test_a_2026_client_that_does_not_declare_the_extension_keeps_the_norma
         assert all(t.execution is None for t in (await client.list_tools()).tools)
         result = await client.call_tool("qr-code-generator", {"content": "modern"})
         assert (result.structured_content or {})["status"] == "completed"
-
-
-class StdioPeer:
-    """A JSON-RPC client over a flora-mcp process's stdin and stdout."""
-
-    def __init__(self, process: anyio.abc.Process) -> None:
-        self.process = process
-        self.lines = TextReceiveStream(process.stdout)  # type: ignore[arg-type]
-        self.buffer = ""
-        self.next_id = 0
-
-    async def send(self, message: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        await self.process.stdin.send((json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode())
-
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The response to one request (its `result`, or its `error` under the key "error")."""
-        self.next_id += 1
-        await self.send({"id": self.next_id, "method": method, "params": params or {}})
-        with anyio.fail_after(20):
-            while True:
-                while "\n" not in self.buffer:
-                    self.buffer += await self.lines.receive()
-                line, self.buffer = self.buffer.split("\n", 1)
-                message = json.loads(line)
-                if message.get("id") == self.next_id:
-                    return message.get("result") or {"error": message["error"]}
 
 
 @pytest.fixture
