@@ -35,6 +35,7 @@ MIN_PREFIX = 8
 (`tok_3f9a1c...`, as many servers echo one back) still gives much of it away."""
 REDACTED_LOGGERS = frozenset({"flora_mcp", "httpx", "httpcore", "mcp", "uvicorn", "starlette", "sse_starlette"})
 """Top-level logger names whose records are redacted as they are made: flora-mcp's and those of what it drives."""
+_TOKEN_CHAR = re.compile(r"[A-Za-z0-9_-]")
 _secrets: OrderedDict[str, None] = OrderedDict()
 _MARK = "_flora_mcp_redacts"
 
@@ -60,13 +61,14 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     Returns:
         The text, redacted.
     """
+    text = KEY_PATTERN.sub(REDACTED, text)  # first: a FLORA key that merely starts as a registered one goes whole
     spans: list[tuple[int, int]] = []
     for secret in secrets if secrets is not None else list(_secrets):
         if secret and secret[:_prefix_length(secret)] in text:
             spans.extend(_occurrences(text, secret))
     if spans:
         text = _hide(text, spans)
-    return BEARER_PATTERN.sub(rf"\g<1>{REDACTED}", KEY_PATTERN.sub(REDACTED, text))
+    return BEARER_PATTERN.sub(rf"\g<1>{REDACTED}", text)
 
 
 def _prefix_length(secret: str) -> int:
@@ -83,7 +85,9 @@ def _occurrences(text: str, secret: str) -> list[tuple[int, int]]:
         end = start + len(prefix)
         while end - start < len(secret) and end < len(text) and text[end] == secret[end - start]:
             end += 1
-        found.append((start, end))
+        # A start of it cut short, not another token that shares it (`sk_live_...` keys share eight characters).
+        if end - start == len(secret) or end == len(text) or not _TOKEN_CHAR.match(text[end]):
+            found.append((start, end))
         start = text.find(prefix, start + 1)
     return found
 

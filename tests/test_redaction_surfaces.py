@@ -123,9 +123,10 @@ async def test_a_journal_row_written_before_its_key_was_known_is_redacted_as_it_
         listed = await client.call_tool("flora_list_runs", {})
         library = await kit.call("flora_list_runs", {})
     assert "was refused by the provider" in resource.model_dump_json()
+    assert_clean(resource.model_dump_json())
     assert "run_old" in text_of(listed)
-    assert_clean(resource.model_dump_json(), text_of(listed), json.dumps(listed.structured_content),
-                 library.summary(), json.dumps(library.structured()), json.dumps(library.data))
+    assert_clean(text_of(listed), json.dumps(listed.structured_content), library.summary(),
+                 json.dumps(library.structured()), json.dumps(library.data))
 
 
 @pytest.mark.anyio
@@ -180,11 +181,13 @@ def test_a_truncated_bearer_token_is_hidden_in_any_text() -> None:
     logs.add_secret(token)
     shown = [logs.redact(text) for text in (
         f"Authorization: Bearer {token}", f"token {token[:len(token) // 2 + 1]}... rejected",
-        f"x{token[:-3]}y", "Authorization: Bearer unregistered.Token_123", "Bearer abc")]
+        f"x{token[:-3]}.y", "Authorization: Bearer unregistered.Token_123", "Bearer abc")]
     assert shown == [f"Authorization: Bearer {logs.REDACTED}", f"token {logs.REDACTED}... rejected",
-                     f"x{logs.REDACTED}y", f"Authorization: Bearer {logs.REDACTED}", "Bearer abc"]
-    # A short start of a secret is not taken for it: a key's first few characters tell nothing.
+                     f"x{logs.REDACTED}.y", f"Authorization: Bearer {logs.REDACTED}", "Bearer abc"]
+    # A short start of a secret is not taken for it, nor another token that merely shares its start.
     assert logs.redact(f"starts {token[:6]}") == f"starts {token[:6]}"
+    other = token[:len(token) // 2 + 2] + "Other0Token"
+    assert logs.redact(f"other {other}") == f"other {other}"
 
 
 def test_the_links_beside_a_result_lose_the_key() -> None:

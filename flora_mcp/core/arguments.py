@@ -44,7 +44,11 @@ def _finite_validator_class() -> Any:
 def argument_errors(validator: Draft202012Validator, arguments: Mapping[str, Any]) -> list[FieldError]:
     """Every problem the schema finds with `arguments`, one `FieldError` each, named by the argument."""
     schema: Mapping[str, Any] = validator.schema  # type: ignore[assignment]  # an object schema, never `true`
-    return [_field_error(err, schema) for err in validator.iter_errors(arguments)]
+    errors = list(validator.iter_errors(arguments))
+    # A value of the wrong type is said to be so, once: not also "not one of" an enum of strings.
+    mistyped = {tuple(err.absolute_path) for err in errors if err.validator == "type"}
+    return [_field_error(err, schema) for err in errors
+            if err.validator == "type" or tuple(err.absolute_path) not in mistyped]
 
 
 def _field_error(err: Any, schema: Mapping[str, Any]) -> FieldError:

@@ -96,7 +96,7 @@ def _compact_run_tools(max_wait: float) -> list[dict[str, Any]]:
         {
             "name": GET_RUN,
             "description": "Wait for a run by run_id (a result with status running gave it); returns outputs, cost.",
-            "inputSchema": _object({"run_id": {"type": "string", "maxLength": MAX_RUN_ID},
+            "inputSchema": _object({"run_id": {"type": "string"},
                                     "wait_seconds": {"type": "number", "minimum": 0, "maximum": max_wait}},
                                    ["run_id"]),
             "annotations": _SHORT_READ_ONLY,
@@ -193,9 +193,10 @@ async def call_run_tool(name: str, args: dict[str, Any], runs: RunManager, *,
 async def _get_run(args: dict[str, Any], runs: RunManager, *, technique_for: Callable[[str | None], Technique | None],
                    progress: ProgressCallback | None, phase: CallPhase) -> ToolResult:
     run_id: str = args["run_id"].strip()  # the schema made it a string
-    if not run_id:
-        return refusal(GET_RUN, None, "1 invalid argument: run_id", [FieldError(field="run_id",
-                                                                               message="must not be blank")])
+    problem = ("must not be blank" if not run_id else  # the compact form's short schema has no maxLength
+               f"must be at most {MAX_RUN_ID} characters, got {len(run_id)}" if len(run_id) > MAX_RUN_ID else None)
+    if problem is not None:
+        return refusal(GET_RUN, None, "1 invalid argument: run_id", [FieldError(field="run_id", message=problem)])
     return await runs.resume(run_id, wait_seconds=args.get("wait_seconds"), technique_for=technique_for,
                              progress=progress, tool=GET_RUN, phase=phase)
 

@@ -257,7 +257,7 @@ async def _answer_fault(fault: Fault, captured: _Captured | None, receive: Recei
         await _respond(send, fault.status, b"application/json", whole[: max(1, len(whole) // 2)], [])
     elif fault.kind == "run_failed":
         run = json.loads(captured.body) if captured is not None and captured.body else json.loads(_SYNTHETIC_BODY)
-        run.update(status="failed", error_code=fault.code, error_message=fault.message or "The run failed.")
+        run.update(status="failed", outputs=[], error_code=fault.code, error_message=fault.message or "The run failed.")
         await _respond(send, fault.status, b"application/json", json.dumps(run).encode(), [])
     elif fault.kind == "drop":
         length = len(captured.body) if captured is not None and captured.body else len(_SYNTHETIC_BODY)

@@ -32,7 +32,7 @@ async def test_a_run_longer_than_max_wait_returns_running_then_get_run_returns_o
         assert len(seen) >= 2  # progress while waiting
         # As an agent would: call flora_get_run until the run ends (each call waits at most FLORA_MAX_WAIT).
         for _ in range(20):
-            resumed = await kit.call("flora_get_run", {"run_id": first.run_id, "wait_seconds": 10})
+            resumed = await kit.call("flora_get_run", {"run_id": first.run_id})
             if resumed.status != "running":
                 break
         assert resumed.status == "completed" and resumed.run_id == first.run_id

@@ -34,6 +34,7 @@ _RUN_ID = re.compile(r"run_[0-9a-f]+")
 _URL = re.compile(r"http://127\.0\.0\.1:\d+/\S*")
 _KEY = re.compile(r"flora-mcp-[0-9a-f]{32}")
 _TIMES = frozenset({"created_at", "updated_at"})
+_TIME_TEXT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")  # as flora_list_runs' text says a run's time
 
 
 def normalized(value: Any) -> Any:
@@ -43,7 +44,7 @@ def normalized(value: Any) -> Any:
     if isinstance(value, list):
         return [normalized(v) for v in value]
     if isinstance(value, str):
-        return _KEY.sub("<key>", _RUN_ID.sub("<run>", _URL.sub("<url>", value)))
+        return _TIME_TEXT.sub("<time>", _KEY.sub("<key>", _RUN_ID.sub("<run>", _URL.sub("<url>", value))))
     return value
 
 
