@@ -21,6 +21,9 @@ import httpx
 import pytest
 
 from flora_mcp import logs
+from flora_mcp.api.client import FloraClient
+from flora_mcp.api.errors import APIStatusError
+from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.logs import KEY_PATTERN, REDACTED, redact
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
@@ -138,3 +141,16 @@ async def test_a_server_process_with_such_a_key_leaks_it_nowhere(sandbox: Sandbo
     assert '"completed"' in seen[1] and "is not allowed to run this technique" in seen[2]
     assert "HTTP Request" in seen[-1]  # DEBUG logging was on, and went to stderr
     assert [i for i, text in enumerate(seen) if ODD_KEY in text] == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [401, 403, 500, 502, 503])
+async def test_flora_s_errors_raised_to_a_library_caller_hide_the_key(sandbox: Sandbox, status: int) -> None:
+    """FloraClient is public: its exceptions are what a library user prints. A 5xx echoing the key is one too."""
+    sandbox.faults.inject("list_techniques", "status", status=status, message=echoing(ODD_KEY), count=10)
+    async with FloraClient(api_key=ODD_KEY, base_url=sandbox.base_url, retry=RetryPolicy(max_retries=0)) as client:
+        with pytest.raises(APIStatusError) as raised:
+            await client.list_techniques()
+    error = raised.value
+    assert error.status_code == status and "is not allowed to run this technique" in error.message
+    assert ODD_KEY not in error.message + str(error) + repr(error) + repr(error.args)
