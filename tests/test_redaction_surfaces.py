@@ -22,10 +22,10 @@ import mcp.types as types
 import pytest
 
 from flora_mcp import logs
-from flora_mcp.core.journal import Journal
 from flora_mcp.core.runs import account_id
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
+from flora_mcp.store import open_store
 from tests.support import (
     ODD_KEY,
     StdioPeer,
@@ -110,12 +110,14 @@ async def test_a_journal_row_written_before_its_key_was_known_is_redacted_as_it_
                                                                                         tmp_path: Path) -> None:
     """A row an older flora-mcp wrote (its text not redacted): resources and flora_list_runs still hide the key."""
     path = tmp_path / "runs.sqlite3"
-    old = Journal(str(path))
-    old.record(idempotency_key="idem_old", account=account_id(sandbox.base_url, ODD_KEY), tool=TOOL,
-               technique_id="tech_old", technique_slug=TOOL, technique_name="QR Code Generator", inputs={},
-               run_cost=0.01)
-    old.update("idem_old", run_id="run_old", status="failed", error_code="provider_error", error_message=flora_says())
-    old.close()
+    old = open_store(str(path))
+    await old.open()
+    await old.record(idempotency_key="idem_old", account=account_id(sandbox.base_url, ODD_KEY), tool=TOOL,
+                     technique_id="tech_old", technique_slug=TOOL, technique_name="QR Code Generator", inputs={},
+                     run_cost=0.01)
+    await old.update("idem_old", run_id="run_old", status="failed", error_code="provider_error",
+                     error_message=flora_says())
+    await old.aclose()
     assert ODD_KEY.encode() in path.read_bytes()  # as the older version left it
     async with Toolkit(settings_for(sandbox, api_key=ODD_KEY, journal=str(path))) as kit, \
             mcp_client(kit) as client:

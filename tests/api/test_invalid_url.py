@@ -15,10 +15,10 @@ import pytest
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import APIConnectionError, InvalidURLError, map_transport_errors
 from flora_mcp.api.retry import RetryPolicy
-from flora_mcp.core.journal import Journal
 from flora_mcp.core.runs import account_id
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
+from flora_mcp.store import open_store
 from tests.support import TEST_KEY, settings_for
 
 
@@ -47,12 +47,14 @@ async def test_flora_get_run_on_such_a_url_says_so_and_logs_no_traceback(
         sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A journal row whose poll URL (as FLORA gave it) cannot be requested."""
     path = str(tmp_path / "runs.sqlite3")
-    journal = Journal(path)
-    journal.record(idempotency_key="idem_1", account=account_id(sandbox.base_url, TEST_KEY), tool="qr-code-generator",
-                   technique_id="tech_x", technique_slug="qr-code-generator", technique_name="QR", inputs={},
-                   run_cost=0.01)
-    journal.update("idem_1", run_id="run_bad", status="running", poll_url=f"{sandbox.base_url}/runs/run_bad\x7f")
-    journal.close()
+    journal = open_store(path)
+    await journal.open()
+    await journal.record(idempotency_key="idem_1", account=account_id(sandbox.base_url, TEST_KEY),
+                         tool="qr-code-generator", technique_id="tech_x", technique_slug="qr-code-generator",
+                         technique_name="QR", inputs={}, run_cost=0.01)
+    await journal.update("idem_1", run_id="run_bad", status="running",
+                         poll_url=f"{sandbox.base_url}/runs/run_bad\x7f")
+    await journal.aclose()
     caplog.set_level(logging.DEBUG, logger="flora_mcp")
     async with Toolkit(settings_for(sandbox, journal=path)) as kit:
         result = await kit.call("flora_get_run", {"run_id": "run_bad"})
