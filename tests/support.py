@@ -6,8 +6,9 @@
   written to disk (`server_env`), plus pointed at a sandbox (`sandbox_env`).
 - Readers of the sandbox's request log (`posts`, `polls`): what reached FLORA, by either route.
 - A hand-written `http.server` answering in a thread for a block (`serve_in_thread`), for what the sandbox cannot be.
-- Faults the sandbox cannot make: a disk that fills up under the journal (`FullDisk`), a server SIGKILLed while its
-  create request is in flight (`kill_during_create`, `kill_processes_with`).
+- Faults the sandbox cannot make: a disk that fills up under the journal (`FullDisk`), a store whose engine fails
+  writes it cannot absorb (`FailingWrites`), a server SIGKILLed while its create request is in flight
+  (`kill_during_create`, `kill_processes_with`).
 
 The fixtures built on these (`sandbox`, `toolkit`, `anyio_backend`) are in conftest.py.
 """
@@ -21,7 +22,7 @@ import sqlite3
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from socketserver import BaseServer
@@ -39,6 +40,8 @@ from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Account, Sandbox, SandboxConfig
 from flora_mcp.server.handlers import create_server
 from flora_mcp.server.notifications import ToolListNotifier
+from flora_mcp.store import SQLiteStore
+from flora_mcp.store.base import Step
 
 # Every test talks to the sandbox with this key; .ci/run checks that it never appears in the suite's output.
 TEST_KEY = "sk_live_TEST0secret0key0never0logged"
@@ -159,6 +162,24 @@ class FullDisk:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class FailingWrites(SQLiteStore):
+    """A store whose engine fails every write while `failing()` says so, and raises it to the caller: a database gone
+    away or read-only, a full disk on an engine that cannot fall back to memory. Reads go through untouched."""
+
+    def __init__(self, path: str, *, failing: Callable[[], bool], error: BaseException) -> None:
+        super().__init__(path)
+        self.failing = failing
+        self.error = error
+        self.failed = 0
+
+    async def _transact(self, steps: Sequence[Step]) -> list[list[tuple[Any, ...]]]:
+        writes = any(step.sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")) for step in steps)
+        if writes and self.failing():
+            self.failed += 1
+            raise self.error
+        return await super()._transact(steps)
 
 
 def kill_processes_with(marker: str) -> int:

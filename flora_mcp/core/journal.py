@@ -4,11 +4,16 @@ A row is written, keyed by the call's idempotency key, before the create request
 as FLORA answers and its outputs and cost when the run ends. After a crash, a restart or a client that gave up, the run
 is still found by id. Rows belong to an account (a hash of base URL and key): one key never sees another's rows.
 The rows live in the store (flora_mcp/store: SQLite by default, PostgreSQL when FLORA_DATABASE_URL says so).
+
+Only the first write, before the create leaves, may fail the call (then nothing was sent). Every write after it is
+`kept`: a store that fails it (a full disk the SQLite engine could not absorb, a database gone away) is logged, one
+warning while it keeps failing, and the call goes on, so the agent still gets the run id and outputs FLORA gave.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from flora_mcp.api.errors import APIError
@@ -17,6 +22,8 @@ from flora_mcp.store import Store
 
 __all__ = ["JournalWriter"]
 
+log = logging.getLogger("flora_mcp.core.journal")
+
 
 class JournalWriter:
     """How the run lifecycle writes one account's journal: one method per event of a run, by idempotency key."""
@@ -24,6 +31,22 @@ class JournalWriter:
     def __init__(self, journal: Store, account: str) -> None:
         self.journal = journal
         self.account = account
+        self._failing = False
+
+    async def kept(self, event: str, key: str, write: Awaitable[object], *, run_id: str | None = None) -> None:
+        """Await a store write made after the create left (a journal event, a charge, a hold ending); one that fails
+        is logged and swallowed: losing a row must never cost the agent the run it paid for."""
+        try:
+            await write
+        except Exception as exc:
+            level = logging.DEBUG if self._failing else logging.WARNING
+            self._failing = True
+            log.log(level, "cannot write the run journal %s (%s: %s) for the %s of %s: the call goes on and "
+                    "its answer carries the run; flora_list_runs may show it without the change until the store is "
+                    "fixed", self.journal.location, type(exc).__name__, exc, event,
+                    f"run {run_id}" if run_id else f"the call keyed {key}")
+        else:
+            self._failing = False
 
     async def submitting(self, key: str, tool: str, technique: Technique, inputs: Mapping[str, Any],
                          *, budget_session: str | None = None) -> None:
@@ -35,20 +58,24 @@ class JournalWriter:
 
     async def created(self, key: str, run: Run) -> None:
         """FLORA answered the create (or the run it made was recovered): the row gets its run id."""
-        await self.journal.update(key, run_id=run.run_id, status=run.status, poll_url=run.poll_url,
-                                  progress=run.progress)
+        await self.kept("run id", key, self.journal.update(key, run_id=run.run_id, status=run.status,
+                                                           poll_url=run.poll_url, progress=run.progress),
+                        run_id=run.run_id)
 
     async def create_failed(self, key: str, exc: APIError, *, run_may_exist: bool) -> None:
         """The create gave no run: `unknown` when one may exist all the same, else `error`."""
-        await self.journal.update(key, status="unknown" if run_may_exist else "error", error_code=exc.code,
-                                  error_message=exc.message)
+        await self.kept("failure", key, self.journal.update(key, status="unknown" if run_may_exist else "error",
+                                                            error_code=exc.code, error_message=exc.message))
 
     async def polled(self, key: str, run: Run) -> None:
         """A poll saw the run in a new, not final, status."""
-        await self.journal.update(key, status=run.status, progress=run.progress)
+        await self.kept("status", key, self.journal.update(key, status=run.status, progress=run.progress),
+                        run_id=run.run_id)
 
     async def finished(self, key: str, run: Run) -> None:
         """The run ended: its outputs, or its error."""
-        await self.journal.update(key, status=run.status, progress=run.progress,
-                                  outputs=[o.model_dump() for o in run.outputs],
-                                  error_code=run.error_code, error_message=run.error_message)
+        await self.kept("outputs", key, self.journal.update(key, status=run.status, progress=run.progress,
+                                                            outputs=[o.model_dump() for o in run.outputs],
+                                                            error_code=run.error_code,
+                                                            error_message=run.error_message),
+                        run_id=run.run_id)

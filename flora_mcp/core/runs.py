@@ -140,8 +140,16 @@ class RunManager:
         `roots` gives the client's MCP roots, which then are the folders local files may come from.
         """
         result = await self._run_tool(tool, arguments, progress, phase or CallPhase(), confirm, roots)
-        result.session_spend = round(await self.session_spend(), 6)
+        result.session_spend = await self._spend_so_far()
         return result
+
+    async def _spend_so_far(self) -> float | None:
+        """The session's spend for a result, or None when the store cannot say (the result goes without it)."""
+        try:
+            return round(await self.session_spend(), 6)
+        except Exception as exc:
+            log.warning("cannot read the session's spend from %s: %s", self.journal.location, exc)
+            return None
 
     async def _run_tool(self, tool: TechniqueTool, arguments: Mapping[str, Any] | None,
                         progress: ProgressCallback | None, phase: CallPhase, confirm: Confirmer | None,
@@ -193,7 +201,7 @@ class RunManager:
                 return result
             finally:
                 with anyio.CancelScope(shield=True):
-                    await self.ledger.close(admitted)
+                    await self._record.kept("reservation's end", admitted.reservation_id, self.ledger.close(admitted))
 
     async def file_policy(self, roots: RootsProvider | None) -> FilePolicy:
         """Which local files a call may read: from the client's roots when it offers them (see `allowed_folders`)."""
@@ -243,7 +251,7 @@ class RunManager:
                 await self._record.create_failed(key, exc, run_may_exist=exc.outcome_unknown)
                 if not exc.outcome_unknown:
                     phase.nothing_created()
-                    await self.ledger.release(key)  # FLORA refused it: nothing was charged
+                    await self._record.kept("hold's end", key, self.ledger.release(key))  # FLORA refused: no charge
                 failure = exc
             if run is not None:
                 phase.created(run.run_id)
@@ -281,7 +289,7 @@ class RunManager:
         return None
 
     async def _charge(self, key: str, run: Run) -> None:
-        await self.ledger.charge(key, run.charged_cost)
+        await self._record.kept("charge", key, self.ledger.charge(key, run.charged_cost), run_id=run.run_id)
 
     # Waiting ---------------------------------------------------------------------------------------------------
 
@@ -361,7 +369,7 @@ class RunManager:
         if key:
             await self._record.finished(key, run)
             if run.charged_cost is None:
-                await self.ledger.release(key)
+                await self._record.kept("hold's end", key, self.ledger.release(key), run_id=run.run_id)
             else:
                 await self._charge(key, run)  # the charge is written and the hold ended in one step
         return from_run(tool, run, technique)
@@ -404,7 +412,7 @@ class RunManager:
         else:
             started = entry.created_at if entry else time.time()
             result = await self._wait(tool, technique, run, key, reporter, phase, started=started, max_wait=wait)
-        result.session_spend = round(await self.session_spend(), 6)
+        result.session_spend = await self._spend_so_far()
         return result
 
     async def recent(self, limit: int = 20, status: str | None = None) -> list[JournalEntry]:

@@ -1,0 +1,66 @@
+"""A create that left and got no usable answer is an unknown outcome, never a refusal.
+
+With retries off (FLORA_MAX_RETRIES=0), a 5xx or a dropped connection after the request was sent may hide a run FLORA
+made and charged: the call says the outcome is unknown and where to look, never "try again", and the run's price
+stays held against the budget. The rule is `APIError.outcome_unknown`'s, told by the one translator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flora_mcp.core.toolkit import Toolkit
+from flora_mcp.sandbox import Sandbox
+from tests.support import posts, settings_for
+
+QR = "qr-code-generator"
+PRICE = 0.01
+FAULTS: dict[str, dict[str, Any]] = {
+    "500-after": {"kind": "status", "status": 500, "when": "after"},
+    "502-after": {"kind": "status", "status": 502, "when": "after"},
+    "503-after": {"kind": "status", "status": 503, "when": "after"},
+    "html-502-after": {"kind": "html", "when": "after"},
+    "dropped-after": {"kind": "drop", "when": "after"},
+    # FLORA made nothing here, but a client cannot tell this 500 from the one after: the same answer.
+    "500-before": {"kind": "status", "status": 500, "when": "before"},
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_a_create_answered_5xx_or_dropped_is_an_unknown_outcome_and_keeps_its_hold(
+        sandbox: Sandbox, fault: str) -> None:
+    sandbox.faults.inject(route="create_technique_run", **FAULTS[fault])
+    async with Toolkit(settings_for(sandbox, max_retries=0, session_budget=PRICE)) as kit:
+        lost = await kit.call(QR, {"content": "paid, answer lost"})
+        held = await kit.runs.held()
+        [row] = await kit.runs.recent()
+        again = await kit.call(QR, {"content": "a second one"})
+    assert posts(sandbox) == 1, "no retry, no second run"
+    assert len(sandbox.runs) == (1 if FAULTS[fault]["when"] == "after" else 0)
+    assert (lost.status, lost.error_code, lost.run_id) == ("error", "outcome_unknown", None), lost.summary()
+    words = f"{lost.error_message} {lost.next_step} {lost.summary()}".lower()
+    assert "try again" not in words and "nothing was" not in words and "not charged" not in words, words
+    assert "flora_list_runs" in (lost.next_step or "")
+    # The run may exist and be charged: its price is still held, and the journal says the outcome is unknown.
+    assert held == pytest.approx(PRICE)
+    assert (row.status, row.run_id, row.idempotency_key) == ("unknown", None,
+                                                            sandbox.requests_for("create_technique_run")[0]
+                                                            .idempotency_key)
+    assert row.error_code in ("unknown_error", "connection_error", "malformed_response")
+    # What is held counts: a call that would spend it again is refused before anything is sent.
+    assert again.error_code == "cost_cap_exceeded" and posts(sandbox) == 1
+
+
+@pytest.mark.anyio
+async def test_a_create_flora_refused_releases_its_hold_and_says_nothing_was_charged(sandbox: Sandbox) -> None:
+    # The other side of the rule: a 4xx on the create is FLORA saying no; nothing is held.
+    sandbox.faults.inject(route="create_technique_run", kind="status", status=402, when="before")
+    async with Toolkit(settings_for(sandbox, max_retries=0, session_budget=PRICE)) as kit:
+        refused = await kit.call(QR, {"content": "no credits"})
+        held = await kit.runs.held()
+        [row] = await kit.runs.recent()
+    assert (refused.error_code, refused.run_id) == ("insufficient_credits", None)
+    assert held == 0.0 and row.status == "error"
