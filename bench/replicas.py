@@ -230,7 +230,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    clients, calls, runs = (8, 80, 6) if args.quick else (16, 240, 12)
+    clients, calls, runs = (4, 80, 6) if args.quick else (8, 240, 12)
     lines: list[str] = []
 
     def say(text: str = "") -> None:
@@ -245,14 +245,16 @@ async def main() -> None:
                       "enable_control": True}) as origin:
             rows = []
             for count in (1, 3):
-                base = await baseline(origin, clients, calls)  # beside each row: the machine's load drifts
                 env = env_for(origin, FLORA_POLL_INTERVAL=str(FAST_POLL))
                 with replicas(count, env, folder) as ports, nginx(folder / f"nginx{count}", ports) as url:
+                    # Beside each row, with the same processes up: the machine's load drifts.
+                    base = await baseline(origin, clients, calls)
                     rate, latencies = await load(url, clients, calls)
+                    base += await baseline(origin, clients, calls)
                 rows.append((count, rate, latencies, base))
             say(f"Calls through nginx, {clients} MCP clients at once, {calls} calls of `{TOOL}` (sandbox: 0 ms, "
                 f"no run delay; poll after {FAST_POLL * 1000:.0f} ms); overhead = latency minus the same run over "
-                f"plain HTTP, measured beside each row:")
+                f"plain HTTP, measured before and after each row with its processes up:")
             say()
             say("| replicas | calls/s | p50 latency | p99 latency | plain HTTP p50 / p99 | p50 overhead "
                 "| p99 overhead |")
