@@ -141,20 +141,23 @@ def serve_in_thread(server: BaseServer) -> Iterator[None]:
 
 
 class FullDisk:
-    """A journal connection on a disk that fills up: every write after the first `allowed` ones raises `error`.
+    """A journal connection on a disk that fills up: every write after the first `allowed` ones raises `error`, once
+    `full()` says the disk is full (from the start by default).
 
     Put in place of a `SQLiteStore`'s connection (`store._db`); reads go through untouched.
     """
 
-    def __init__(self, inner: sqlite3.Connection, *, allowed: int, error: BaseException) -> None:
+    def __init__(self, inner: sqlite3.Connection, *, allowed: int, error: BaseException,
+                 full: Callable[[], bool] = lambda: True) -> None:
         self.inner = inner
         self.allowed = allowed
         self.error = error
+        self.full = full
         self.failed = 0
 
     def execute(self, sql: str, *params: Any) -> Any:
         if sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
-            if self.allowed <= 0:
+            if self.allowed <= 0 and self.full():
                 self.failed += 1
                 raise self.error
             self.allowed -= 1

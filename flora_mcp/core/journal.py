@@ -13,12 +13,13 @@ warning while it keeps failing, and the call goes on, so the agent still gets th
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from flora_mcp.api.errors import APIError
 from flora_mcp.api.models import Run, Technique
-from flora_mcp.store import Store
+from flora_mcp.store import JournalError, Store
 
 __all__ = ["JournalWriter"]
 
@@ -32,6 +33,21 @@ class JournalWriter:
         self.journal = journal
         self.account = account
         self._failing = False
+
+    @contextmanager
+    def before_send(self) -> Iterator[None]:
+        """Store work that must succeed before a create may leave (the budget check, the row, the hold): a failure
+        becomes a `JournalError` saying nothing was sent, since no run leaves without its row."""
+        try:
+            yield
+        except Exception as exc:
+            if isinstance(exc, JournalError):
+                raise
+            message = (f"cannot write the run journal {self.journal.location} ({type(exc).__name__}: {exc}); every "
+                       "run is recorded before it is sent, so nothing was sent to FLORA. Free space or fix the store "
+                       "(FLORA_JOURNAL, FLORA_DATABASE_URL), then call again")
+            log.warning("%s", message)
+            raise JournalError(message) from exc
 
     async def kept(self, event: str, key: str, write: Awaitable[object], *, run_id: str | None = None) -> None:
         """Await a store write made after the create left (a journal event, a charge, a hold ending); one that fails

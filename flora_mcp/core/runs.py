@@ -175,7 +175,8 @@ class RunManager:
             if count > MAX_MULTIPLE_VALUES:
                 return refusal(tool.name, technique, f"{count} runs requested; at most {MAX_MULTIPLE_VALUES} per call")
             # The price is admitted before any byte is uploaded: a call over a cap sends nothing.
-            admitted = await self.ledger.admit(tool.name, technique, count, day_start=time.time() // DAY * DAY)
+            with self._record.before_send():
+                admitted = await self.ledger.admit(tool.name, technique, count, day_start=time.time() // DAY * DAY)
             if isinstance(admitted, ToolResult):
                 return admitted
             try:
@@ -231,14 +232,16 @@ class RunManager:
                        reservation: Reservation, phase: CallPhase) -> ToolResult:
         technique = tool.technique
         key = f"flora-mcp-{uuid.uuid4().hex}"
-        await self._record.submitting(key, tool.name, technique, inputs, budget_session=reservation.session)
+        with self._record.before_send():
+            await self._record.submitting(key, tool.name, technique, inputs, budget_session=reservation.session)
         started = time.time()
         await progress.report(0.0, "submitting")
         run: Run | None = None
         failure: APIError | None = None
         # Shielded: once the request may be out, the client giving up must not cost us the run id.
         with anyio.CancelScope(shield=True):
-            await self.ledger.hold(reservation, key)
+            with self._record.before_send():
+                await self.ledger.hold(reservation, key)
             phase.sending()
             try:
                 run = await self.client.create_run(

@@ -63,7 +63,10 @@ async def test_a_store_that_fails_every_write_after_the_create_left_never_hides_
             # While no row can be written, a call sends nothing, and says so.
             refused = await kit.call(QR, {"content": "not sent"})
             assert posts(sandbox) == 1 and len(sandbox.runs) == 1
-            assert refused.run_id is None and "Nothing was submitted" in (refused.next_step or "")
+            assert (refused.status, refused.error_code, refused.run_id) == ("invalid", "journal_error", None)
+            assert str(tmp_path / "runs.sqlite3") in (refused.error_message or "")
+            assert "nothing was sent" in (refused.error_message or "")
+            assert "Nothing was submitted" in (refused.next_step or "")
 
             # The store is back: the same server serves the next call in full.
             broken = False

@@ -1,9 +1,17 @@
-"""Every step x every fault: at most one run per call, the run id never lost, and a success or a clear error."""
+"""Every step x every fault: at most one run per call, the run id never lost, and a success or a clear error.
+
+The journal is a step too: its writes fail before the create (the budget check, the row) or after it left (the run
+id, the outputs, the charge), on a full disk under SQLite (which goes on in memory) or in a store no engine absorbs (a
+database gone away).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +22,8 @@ from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.core.results import ToolResult
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from tests.support import TEST_KEY, sandbox_config, settings_for
+from flora_mcp.store import SQLiteStore, Store
+from tests.support import TEST_KEY, FailingWrites, FullDisk, sandbox_config, settings_for
 
 REQUEST_TIMEOUT = 0.5
 STEPS = {
@@ -38,16 +47,19 @@ FAULTS: dict[str, dict[str, Any]] = {
 CELLS = [(step, fault, "before") for step in STEPS for fault in FAULTS] + [
     ("create", fault, "after") for fault in FAULTS
 ]
+JOURNAL_FAULTS = ("disk-full", "store-fails")
+JOURNAL_CELLS = [("journal", fault, when) for fault in JOURNAL_FAULTS for when in ("before", "after")]
 MATRIX: dict[tuple[str, str, str], str] = {}
 TECHNIQUE = "find-and-replace-text"
 ARGS = {"text": "hello world", "find": "world", "replace": "FLORA"}
 
 
 @asynccontextmanager
-async def fast_toolkit(box: Sandbox) -> AsyncIterator[Toolkit]:
+async def fast_toolkit(box: Sandbox, journal: Store | None = None) -> AsyncIterator[Toolkit]:
     client = FloraClient(api_key=TEST_KEY, base_url=box.base_url, timeout=REQUEST_TIMEOUT,
                          retry=RetryPolicy(max_retries=3, initial_delay=0.01, max_delay=0.05))
-    async with client, Toolkit(settings_for(box, request_timeout=REQUEST_TIMEOUT), client=client) as kit:
+    async with client, Toolkit(settings_for(box, request_timeout=REQUEST_TIMEOUT), client=client,
+                               journal=journal) as kit:
         yield kit
 
 
@@ -89,17 +101,64 @@ async def run_cell(step: str, fault: str, when: str) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(("step", "fault", "when"), JOURNAL_CELLS, ids=[f"{s}-{f}-{w}" for s, f, w in JOURNAL_CELLS])
+async def test_journal_fault(step: str, fault: str, when: str) -> None:
+    await run_journal_cell(fault, when)
+
+
+def failing_store(path: Path, fault: str, failing: Callable[[], bool]) -> Store:
+    if fault == "store-fails":
+        return FailingWrites(str(path), failing=failing, error=ConnectionError("server closed the connection"))
+    store = SQLiteStore(str(path))
+    store._db = FullDisk(store._db, allowed=0, error=sqlite3.OperationalError(  # type: ignore[assignment]
+        "database or disk is full"), full=failing)
+    return store
+
+
+async def run_journal_cell(fault: str, when: str) -> None:
+    """One journal cell: its writes fail from the start ("before") or once the create reached FLORA ("after")."""
+    with tempfile.TemporaryDirectory() as folder:
+        async with serve_sandbox(sandbox_config(estimate_scale=0.0)) as box:
+            def failing() -> bool:
+                return when == "before" or bool(box.requests_for("create_technique_run"))
+
+            store = failing_store(Path(folder) / "runs.sqlite3", fault, failing)
+            try:
+                async with fast_toolkit(box, store) as kit:
+                    result = await kit.call(TECHNIQUE, ARGS)
+                    again = await kit.call(TECHNIQUE, ARGS)  # the server goes on serving
+            finally:
+                await store.aclose()
+    created = [r for r in box.runs if r.api_key == TEST_KEY]
+    assert len(created) <= 2 and len(box.requests_for("create_technique_run")) == len(created)
+    if result.status == "completed":
+        assert result.run_id == created[0].run_id, "run id lost"
+        assert result.outputs and result.charged_cost is not None
+    else:
+        # Only a store that fails before anything was sent may fail the call, and it says nothing was sent.
+        assert (fault, when, created) == ("store-fails", "before", [])
+        assert result.status == "invalid" and result.error_code == "journal_error" and result.next_step
+    # SQLite goes on in memory; a store that takes no row refuses the next call, nothing sent, until it is back.
+    assert outcome(again) == ("completed" if fault == "disk-full" else "invalid:journal_error")
+    assert len(created) == {"disk-full": 2, "store-fails": 0 if when == "before" else 1}[fault]
+    MATRIX[("journal", fault, when)] = outcome(result)
+
+
+@pytest.mark.anyio
 async def test_print_matrix(capsys: pytest.CaptureFixture[str]) -> None:
     """Print the whole matrix past pytest's capture, running here the cells not run yet (this test run alone)."""
     for step, fault, when in CELLS:
         if (step, fault, when) not in MATRIX:
             await run_cell(step, fault, when)
-    ran = {cell: MATRIX.get(cell, "not run") for cell in CELLS}
-    width = max(len(f"{s} {f} {w}") for s, f, w in CELLS)
+    for _, fault, when in JOURNAL_CELLS:
+        if ("journal", fault, when) not in MATRIX:
+            await run_journal_cell(fault, when)
+    ran = {cell: MATRIX.get(cell, "not run") for cell in [*CELLS, *JOURNAL_CELLS]}
+    width = max(len(f"{s} {f} {w}") for s, f, w in ran)
     lines = [f"{f'{s} {f} {w}':<{width}}  {result}" for (s, f, w), result in ran.items()]
     with capsys.disabled():
         print("\nfault matrix (step fault when -> outcome)\n" + "\n".join(lines))  # noqa: T201
-    assert set(MATRIX) == set(CELLS), "a cell recorded no outcome"
+    assert set(MATRIX) == {*CELLS, *JOURNAL_CELLS}, "a cell recorded no outcome"
     # Transient faults on reads and refused creates are absorbed by retries.
     for step in STEPS:
         for fault in ("429", "500", "502", "503", "reset", "stall", "html", "truncated"):
@@ -107,3 +166,5 @@ async def test_print_matrix(capsys: pytest.CaptureFixture[str]) -> None:
     # A create whose answer was lost is recovered, never submitted twice.
     for fault in ("500", "502", "503", "reset", "stall", "html", "truncated", "duplicate"):
         assert MATRIX[("create", fault, "after")] == "completed", fault
+    # A journal write that fails never hides a run; only a store that cannot take the row refuses, nothing sent.
+    assert [MATRIX[cell] for cell in JOURNAL_CELLS] == ["completed", "completed", "invalid:journal_error", "completed"]
