@@ -64,8 +64,10 @@ class PostgresStore(Store):
             from psycopg import Error
             from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+            # Each connection is checked as it is taken: after a restart or a failover every pooled one is dead, and
+            # the first operation on each must not fail for it (a paid run's row among them).
             pool = AsyncConnectionPool(self._url, min_size=1, max_size=POOL_MAX, open=False,
-                                       kwargs={"autocommit": True})
+                                       kwargs={"autocommit": True}, check=AsyncConnectionPool.check_connection)
             try:
                 await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
                 await self._migrate(pool)

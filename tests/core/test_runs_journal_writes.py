@@ -15,6 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from flora_mcp.core.toolkit import Toolkit
@@ -93,6 +94,51 @@ async def test_a_store_that_fails_while_the_run_is_polled_still_gives_its_output
     assert result.status == "completed" and result.run_id == run.run_id and result.outputs
     assert result.charged_cost == 0.01
     assert [(r.run_id, r.status) for r in rows] == [(run.run_id, "pending")]
+
+
+class ReadOnlyOnCreate(list[RecordedRequest]):
+    """The sandbox's request log, turning the PostgreSQL database read-only (and dropping its connections) the moment
+    a create request arrives, while `armed`: a failover to a standby, as the journal sees it."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        super().__init__()
+        self.admin_url, self.database = admin_url, database
+        self.armed = True
+
+    def set_read_only(self, on: bool) -> None:
+        setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
+        with psycopg.connect(self.admin_url, autocommit=True) as db:
+            db.execute(f'ALTER DATABASE "{self.database}" {setting}')
+            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                       (self.database,))
+
+    def append(self, record: RecordedRequest) -> None:
+        if self.armed and record.route == "create_technique_run":
+            self.armed = False
+            self.set_read_only(True)
+        super().append(record)
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+async def test_a_postgresql_database_gone_read_only_after_the_create_left_never_hides_the_run(
+        sandbox: Sandbox, postgres_url: str, postgres_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    log = ReadOnlyOnCreate(postgres_server.url(), postgres_url.rsplit("/", 1)[1])
+    sandbox.state.requests = log
+    async with Toolkit(settings_for(sandbox, journal=postgres_url)) as kit:
+        with caplog.at_level(logging.WARNING, logger="flora_mcp"):
+            paid = await kit.call(QR, {"content": "paid for"})
+            refused = await kit.call(QR, {"content": "not sent"})
+        log.set_read_only(False)
+        after = await kit.call(QR, {"content": "after the failover"})
+        listed = await kit.call("flora_list_runs", {})
+    first, second = sandbox.runs
+    assert (paid.status, paid.run_id, paid.charged_cost) == ("completed", first.run_id, 0.01) and paid.outputs
+    assert [m for m in journal_logs(caplog, logging.WARNING) if "the call goes on" in m][0].count(first.run_id) == 1
+    assert len([r for r in caplog.records if r.name == "flora_mcp.core.journal" and "goes on" in r.getMessage()]) == 1
+    assert (refused.error_code, refused.run_id) == ("journal_error", None) and posts(sandbox) == 2
+    assert after.status == "completed" and after.run_id == second.run_id
+    assert listed.data is not None and listed.data["runs"][0]["run_id"] == second.run_id
 
 
 # The row before the request ------------------------------------------------------------------------------------
