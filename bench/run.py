@@ -1,11 +1,13 @@
 """flora-mcp benchmarks against the sandbox: start-up, per-call overhead, poll timing, memory, tools/list size.
 
-    .venv/bin/python bench/run.py            # everything, about three minutes on 2 cores
-    .venv/bin/python bench/run.py --quick    # fewer sizes, repeats and runs: about a minute
+    nice -n 10 .venv/bin/python bench/run.py          # everything; writes README.md's benchmark section too
+    nice -n 10 .venv/bin/python bench/run.py --quick  # fewer sizes, repeats and runs: under two minutes
 
 Each measurement comes with a baseline measured in the same run, against the same sandbox, and the report gives the
 ratio as well as the seconds: these machines are noisy, ratios much less so. The sandbox runs in its own process with
-0 and 30 ms of latency added to every request. The report goes to stdout and to bench/results/latest.md.
+0 and 30 ms of latency added to every request. Also: hosted throughput (hosted.py), many runs and big catalogs
+(scale.py). The report goes to stdout and to bench/results/latest.md; a full run (or --readme) also replaces the
+README's benchmark section between its bench markers.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,107 +31,26 @@ import anyio
 import httpx
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
+from common import PY, ROOT, Box, Report, ms, proc_status_mb, quantile, sandbox, serve_sandbox_main, server_env
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
 LATENCIES = (0.0, 0.03)
 PAGE = 100  # what flora-mcp asks per list page (and the sandbox's largest page)
 COMPACT_BUDGET = 2026
-SECTIONS = ("startup", "overhead", "polling")
-
-
-# The report ------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Report:
-    """Rows of results and one PASS/FAIL per target, printed as they come and written as Markdown at the end."""
-
-    lines: list[str] = field(default_factory=list)
-    verdicts: list[tuple[str, bool]] = field(default_factory=list)
-
-    def say(self, text: str = "") -> None:
-        print(text, flush=True)
-        self.lines.append(text)
-
-    def table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.say("| " + " | ".join(header) + " |")
-        self.say("|" + "|".join("---" for _ in header) + "|")
-        for row in rows:
-            self.say("| " + " | ".join(row) + " |")
-        self.say()
-
-    def target(self, name: str, ok: bool, detail: str) -> str:
-        self.verdicts.append((name, ok))
-        return f"{'PASS' if ok else 'FAIL'} ({detail})"
-
-    def write(self, path: Path, command: str) -> None:
-        passed = sum(ok for _, ok in self.verdicts)
-        head = ["# flora-mcp benchmark results", "", f"Command: `{command}`", "",
-                f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-                f"Targets: {passed} of {len(self.verdicts)} PASS", ""]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(head + self.lines) + "\n")
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
-# The sandbox in its own process ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Box:
-    base_url: str
-    api_key: str
-
-
-@asynccontextmanager
-async def sandbox(**config: Any) -> AsyncIterator[Box]:
-    """A sandbox in a child process (its own interpreter, so its work never competes with what is measured)."""
-    command = [PY, str(Path(__file__)), "--serve-sandbox", json.dumps(config)]
-    async with await anyio.open_process(command, stderr=None) as proc:
-        assert proc.stdout is not None and proc.stdin is not None
-        reader = BufferedByteReceiveStream(proc.stdout)
-        base_url = (await reader.receive_until(b"\n", 1 << 16)).decode().strip()
-        api_key = (await reader.receive_until(b"\n", 1 << 16)).decode().strip()
-        try:
-            yield Box(base_url, api_key)
-        finally:
-            await proc.stdin.aclose()
-            with anyio.move_on_after(5):
-                await proc.wait()
-
-
-def serve_sandbox_main(config_json: str) -> None:
-    from flora_mcp.sandbox import Account, SandboxConfig, serve_sandbox
-
-    config = json.loads(config_json)
-    key = "sk_live_bench0key"
-
-    async def serve() -> None:
-        async with serve_sandbox(SandboxConfig(keys={key: Account()}, **config)) as box:
-            sys.stdout.write(f"{box.base_url}\n{key}\n")
-            sys.stdout.flush()
-            await anyio.to_thread.run_sync(sys.stdin.read)  # until the bench closes our stdin
-
-    anyio.run(serve)
-
-
-def server_env(box: Box, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLORA_")}
-    env.update({"FLORA_API_KEY": box.api_key, "FLORA_BASE_URL": box.base_url, "FLORA_LOG_LEVEL": "WARNING",
-                "FLORA_JOURNAL": str(Path(tempfile.gettempdir()) / f"flora-bench-{uuid.uuid4().hex}.sqlite3"),
-                "FLORA_CATALOG_CACHE": "off"})
-    env.update(extra)
-    return env
+MISSED_BECAUSE = {
+    "<= 0.5 x naive": "at 0 ms the naive loader is the import floor plus a fraction of a second: half of it is below "
+                      "the cost of importing the SDK at all",
+    "floor + 1.5 x pages x RTT": "at 0 ms a page takes 1-2 ms, so the bound is a few ms above the floor: less "
+                                 "than the import's own noise from round to round",
+    "full mode <=": "flora-mcp's own imports (pydantic-settings ~110 ms, httpx ~20 ms, its server modules ~70 ms) "
+                    "beside the SDK's, then every tool built and validated by the SDK",
+    "hosted tools/list": "the SDK validates and re-serializes every tools/list result (serialize_server_result), so "
+                         "11 techniques' full schemas cost per request what one echo tool does not",
+    "overhead at 100": "the journal's SQLite writes on the event loop (issue 17 item 1, the store engineer's)",
+}
+"""Why a missed target misses, as far as the profile says: printed beside its FAIL."""
+FULL_MODE_BOUND = {120: 1.10, 1000: 1.5}
+"""Full mode's spawn -> tools/list, at most this many times the floor (the median of the per-round ratios)."""
+SECTIONS = ("startup", "overhead", "polling", "hosted", "scale")
 
 
 # Start-up: spawn -> tools/list ------------------------------------------------------------------------------------
@@ -156,17 +77,6 @@ async def _read_reply(reader: BufferedByteReceiveStream, request_id: int) -> tup
 async def _send(proc: Process, *messages: dict[str, Any]) -> None:
     assert proc.stdin is not None
     await proc.stdin.send(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
-
-
-def _peak_rss_mb(pid: int) -> float | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return None
 
 
 async def spawn_server(env: dict[str, str], *, complete: bool = False) -> Spawn:
@@ -196,7 +106,7 @@ async def spawn_server(env: dict[str, str], *, complete: bool = False) -> Spawn:
                                "params": {"name": name, "arguments": {}}})
             await _read_reply(reader, 3)
             spawn.catalog_complete = time.perf_counter() - started
-            spawn.peak_rss_mb = _peak_rss_mb(proc.pid)
+            spawn.peak_rss_mb = proc_status_mb(proc.pid, "VmHWM")
         await proc.stdin.aclose()
         await proc.wait()
     return spawn
@@ -272,8 +182,9 @@ async def bench_startup(report: Report, sizes: list[int], repeats: int) -> dict[
     report.say("## Start-up: spawn -> tools/list answered")
     report.say()
     report.say("Cold: no catalog cache, default mode (auto: compact above 40 techniques, so tools/list needs the list "
-               "pages only). Warm: a fresh cache. Full (largest catalog only): FLORA_TOOLS_MODE=full, which needs "
-               "every schema. Floor: `python -c \"import mcp.server\"`. Naive: a bench script that imports "
+               "pages only). Warm: a fresh cache. Full: FLORA_TOOLS_MODE=full, which needs "
+               "every schema; full/floor is the median of each round's ratio (full mode beside the floor). "
+               "Floor: `python -c \"import mcp.server\"`. Naive: a bench script that imports "
                "mcp.server, then lists page by page and fetches each summary item's schema one by one. RTT: one "
                "100-technique page from the bench process. Medians of the repeats. At 0 ms the naive server is the "
                "floor plus well under a second, so half of it is below the floor: no server that imports the SDK can "
@@ -288,10 +199,17 @@ async def bench_startup(report: Report, sizes: list[int], repeats: int) -> dict[
                 pages = math.ceil(total / PAGE)
                 cache_dir = Path(tempfile.mkdtemp(prefix="flora-bench-cache-"))
                 await warm_cache(box, cache_dir)
-                floors, colds, warms, naives = [], [], [], []
+                floors, colds, warms, naives, fulls, full_ratios = [], [], [], [], [], []
                 first_cold: Spawn | None = None
+                full: Spawn | None = None
                 for index in range(repeats):
                     floors.append(await spawn_floor())
+                    # Full mode beside the floor it is judged against, in the same round: the ratio per round.
+                    full_spawn = await spawn_server(server_env(box, FLORA_TOOLS_MODE="full"),
+                                                    complete=index == 0 and size == max(sizes))
+                    full = full or full_spawn
+                    fulls.append(full_spawn.tools_list)
+                    full_ratios.append(full_spawn.tools_list / floors[-1])
                     cold_spawn = await spawn_server(server_env(box), complete=index == 0)
                     colds.append(cold_spawn.tools_list)
                     first_cold = first_cold or cold_spawn
@@ -299,25 +217,28 @@ async def bench_startup(report: Report, sizes: list[int], repeats: int) -> dict[
                                                                  FLORA_CATALOG_TTL="86400"))).tools_list)
                     if index == 0 or latency == 0:
                         naives.append(await spawn_naive(box))
-                full = (await spawn_server(server_env(box, FLORA_TOOLS_MODE="full"), complete=True)
-                        if size == max(sizes) else None)
             floor, cold, warm, naive = (statistics.median(v) for v in (floors, colds, warms, naives))
+            full_ratio = statistics.median(full_ratios)
+            full_bound = FULL_MODE_BOUND.get(size)
             bound = floor + 1.5 * pages * rtt
             key = f"{latency * 1000:.0f}ms/{size}"
             assert first_cold is not None
             kept[key + "/cold"] = first_cold
-            if full is not None:
+            if full is not None and size == max(sizes):
                 kept[key + "/full"] = full
             rows.append([
                 f"{latency * 1000:.0f} ms", f"{total} ({pages} pages)", ms(rtt), ms(floor), ms(cold),
-                f"{cold / floor:.2f}", ms(warm), ms(full.tools_list) if full else "-", ms(naive),
+                f"{cold / floor:.2f}", ms(warm), ms(statistics.median(fulls)), f"{full_ratio:.2f}", ms(naive),
                 f"{cold / naive:.2f}",
+                report.target(f"start-up {key}, full mode <= {full_bound:.2f} x floor", full_ratio <= full_bound,
+                              f"{full_ratio:.2f}x") if full_bound else "info",
                 report.target(f"start-up {key} <= floor + 1.5 x pages x RTT", cold <= bound,
                               f"bound {ms(bound)}"),
                 report.target(f"start-up {key} <= 0.5 x naive", cold <= 0.5 * naive, f"{cold / naive:.2f}x"),
             ])
     report.table(["latency", "techniques", "page RTT", "floor", "cold", "cold/floor", "warm", "full mode",
-                  "naive", "cold/naive", "<= floor + 1.5 x pages x RTT", "<= 0.5 x naive"], rows)
+                  "full/floor", "naive", "cold/naive", "full mode <= x floor", "<= floor + 1.5 x pages x RTT",
+                  "<= 0.5 x naive"], rows)
     return kept
 
 
@@ -406,8 +327,8 @@ class OverheadCase:
 OVERHEAD_CASES = (
     OverheadCase(1, "synthetic-0001", 0.0, 10, (4, 3)),
     OverheadCase(1, "synthetic-0001", 0.0, 10, (4, 3), journal=":memory:"),
-    OverheadCase(100, "synthetic-0002", 1.0, 2, (3, 2)),
-    OverheadCase(100, "synthetic-0002", 1.0, 2, (3, 2), journal=":memory:"),
+    OverheadCase(100, "synthetic-0002", 1.0, 2, (3, 1)),
+    OverheadCase(100, "synthetic-0002", 1.0, 2, (3, 1), journal=":memory:"),
 )
 
 
@@ -420,33 +341,44 @@ async def bench_overhead(report: Report, quick: bool) -> None:
                "percentile - direct percentile within each pair of adjacent blocks, median over the pairs (the "
                "other columns pool every call). At 100: 100 calls in flight, each run lasting 1 s in the sandbox, "
                "the workers' first calls spread over that second. The `:memory:` row shows what the journal's "
-               "writes to disk cost.")
+               "writes to disk cost. Each row is measured several times (repeats); overhead = the median of the "
+               "repeats, spread = their lowest-highest.")
     report.say()
     rows = []
     delays = {case.technique: case.run_seconds for case in OVERHEAD_CASES}
     for latency in LATENCIES:
         async with sandbox(latency=latency, extra_techniques=2, estimate_scale=0.0, technique_delays=delays) as box:
             for case in OVERHEAD_CASES:
-                if case.journal != "file" and latency > 0:
+                if case.journal != "file" and latency > 0 or quick and (case.journal != "file" or
+                                                                        case.concurrency == 1):
                     continue
-                pairs = await overhead_case(box, case, case.blocks[quick])
-                via_mcp = [x for pair in pairs for x in pair[0]]
-                direct = [x for pair in pairs for x in pair[1]]
+                # The whole measurement several times: on shared machines one repeat's p99 can be four times
+                # another's; the target is judged on the median of the repeats, their spread shown beside it.
+                repeats = [await overhead_case(box, case, case.blocks[quick]) for _ in range(2 if quick else 3)]
+                via_mcp = [x for pairs in repeats for pair in pairs for x in pair[0]]
+                direct = [x for pairs in repeats for pair in pairs for x in pair[1]]
                 # Per pair of adjacent blocks, then the median over pairs: a burst of load from another process
                 # spoils one pair, not the result.
-                p50 = statistics.median(quantile(m, 0.5) - quantile(d, 0.5) for m, d in pairs)
-                p99 = statistics.median(quantile(m, 0.99) - quantile(d, 0.99) for m, d in pairs)
+                p50s = [statistics.median(quantile(m, 0.5) - quantile(d, 0.5) for m, d in pairs) for pairs in repeats]
+                p99s = [statistics.median(quantile(m, 0.99) - quantile(d, 0.99) for m, d in pairs)
+                        for pairs in repeats]
+                p50, p99 = statistics.median(p50s), statistics.median(p99s)
                 name = f"overhead at {case.concurrency} concurrent, {latency * 1000:.0f} ms"
-                targets = [report.target(f"{name}: p50 <= 5 ms", p50 <= 0.005, f"{p50 * 1000:.1f} ms"),
-                           report.target(f"{name}: p99 <= 25 ms", p99 <= 0.025, f"{p99 * 1000:.1f} ms")
+                targets = [report.target(f"{name}: p50 <= 3 ms", p50 <= 0.003, f"{p50 * 1000:.1f} ms"),
+                           report.target(f"{name}: p99 <= 10 ms", p99 <= 0.010, f"{p99 * 1000:.1f} ms")
                            ] if case.concurrency == 100 and case.journal == "file" else ["info", "info"]
                 label = str(case.concurrency) + (f" (journal {case.journal})" if case.journal != "file" else "")
-                rows.append([f"{latency * 1000:.0f} ms", label, str(len(via_mcp)),
+                rows.append([f"{latency * 1000:.0f} ms", label, str(len(repeats)), str(len(via_mcp)),
                              ms(quantile(direct, 0.5)), ms(quantile(via_mcp, 0.5)), f"{p50 * 1000:.1f} ms",
-                             ms(quantile(direct, 0.99)), ms(quantile(via_mcp, 0.99)), f"{p99 * 1000:.1f} ms",
-                             f"{quantile(via_mcp, 0.5) / quantile(direct, 0.5):.3f}", *targets])
-    report.table(["latency", "concurrent", "calls", "direct p50", "MCP p50", "overhead p50", "direct p99",
-                  "MCP p99", "overhead p99", "MCP/direct p50", "p50 <= 5 ms", "p99 <= 25 ms"], rows)
+                             _spread(p50s), ms(quantile(direct, 0.99)), ms(quantile(via_mcp, 0.99)),
+                             f"{p99 * 1000:.1f} ms", _spread(p99s), *targets])
+    report.table(["latency", "concurrent", "repeats", "calls", "direct p50", "MCP p50", "overhead p50 (median)",
+                  "p50 spread", "direct p99", "MCP p99", "overhead p99 (median)", "p99 spread", "p50 <= 3 ms",
+                  "p99 <= 10 ms"], rows)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values) * 1000:.1f}-{max(values) * 1000:.1f} ms"
 
 
 async def overhead_case(box: Box, case: OverheadCase, blocks: int) -> list[tuple[list[float], list[float]]]:
@@ -554,7 +486,7 @@ async def polling_case(delays: list[float], estimate: str) -> tuple[list[tuple[f
 async def bench_polling(report: Report, quick: bool) -> None:
     report.say("## Completion -> result, and polls per run")
     report.say()
-    delays = [1.0, 3.0, 6.0] if quick else [1.0, 2.0, 3.5, 5.0, 6.5, 8.0]
+    delays = [1.0, 3.0] if quick else [1.0, 2.0, 3.5, 5.0, 6.5, 8.0]
     report.say(f"Runs of {', '.join(f'{d:g}' for d in delays)} s (sandbox delays), all at once, at 30 ms latency: "
                "flora-mcp (FLORA_POLL_INTERVAL=2, through the MCP client) against a fixed 2 s poller on the same "
                "sandbox at the same time. Latency = when the caller has the result - the run's completed_at. "
@@ -563,7 +495,8 @@ async def bench_polling(report: Report, quick: bool) -> None:
                "estimate; with a wrong one or none, the 2 s floor between polls decides, as for the fixed poller.")
     report.say()
     rows = []
-    for label, estimate in (("exact", "exact"), ("as the sandbox says", "sandbox"), ("none", "none")):
+    cases = (("exact", "exact"), ("as the sandbox says", "sandbox"), ("none", "none"))
+    for label, estimate in cases[:1] if quick else cases:
         ours, fixed = await polling_case(delays, estimate)
         ours_lat, fixed_lat = statistics.median(o[0] for o in ours), statistics.median(f[0] for f in fixed)
         ours_polls, fixed_polls = sum(o[1] for o in ours) / len(ours), sum(f[1] for f in fixed) / len(fixed)
@@ -602,25 +535,36 @@ def bench_size_and_memory(report: Report, spawns: dict[str, Spawn], size: int) -
 
 
 async def main(args: argparse.Namespace) -> int:
-    report = Report()
-    sizes = [120, 1000] if args.quick else [120, 500, 1000]
+    report = Report(reasons=MISSED_BECAUSE)
+    sizes = [120] if args.quick else [120, 500, 1000]
     repeats = 1 if args.quick else 3
     started = time.perf_counter()
     only = set(args.only or SECTIONS)
     if "startup" in only:
         spawns = await bench_startup(report, sizes, repeats)
-        bench_size_and_memory(report, spawns, 1000)
+        bench_size_and_memory(report, spawns, max(sizes))
     if "overhead" in only:
         await bench_overhead(report, args.quick)
     if "polling" in only:
         await bench_polling(report, args.quick)
-    failed = [name for name, ok in report.verdicts if not ok]
+    if "hosted" in only:
+        from hosted import bench_hosted
+
+        await bench_hosted(report, args.quick)
+    if "scale" in only:
+        from scale import bench_scale
+
+        await bench_scale(report, args.quick)
+    failed = [name for name, ok, _ in report.verdicts if not ok]
     report.say(f"Targets: {len(report.verdicts) - len(failed)} of {len(report.verdicts)} PASS; "
                f"{time.perf_counter() - started:.0f} s in all.")
     for name in failed:
-        report.say(f"- FAIL: {name}")
-    command = " ".join([".venv/bin/python bench/run.py", *sys.argv[1:]])
+        report.say(f"- FAIL: {name}: {report.reason(name)}")
+    command = " ".join(["nice -n 10 .venv/bin/python bench/run.py", *sys.argv[1:]])
     report.write(Path(args.out), command)
+    if args.readme or not (args.quick or args.only):
+        written = report.write_readme(ROOT / "README.md", command)
+        print(f"README.md benchmark section {'written' if written else 'NOT written: no bench markers'}", flush=True)
     return 1 if failed else 0
 
 
@@ -636,14 +580,22 @@ def run_in_scratch_dir(args: argparse.Namespace) -> int:
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="120 and 1,000 techniques, one repeat, fewer runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="120 techniques, one repeat, the 100-call overhead rows, fewer runs: under two minutes")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="Run only this section (repeatable).")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.md"), help="Markdown report path")
     parser.add_argument("--serve-sandbox", metavar="JSON", help=argparse.SUPPRESS)
     parser.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--readme", action="store_true",
+                        help="Also write the README's benchmark section (a full run always does).")
+    parser.add_argument("--serve-baseline", metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_sandbox:
         serve_sandbox_main(args.serve_sandbox)
+    elif args.serve_baseline:
+        from hosted import baseline_main
+
+        baseline_main(args.serve_baseline)
     elif args.naive:
         naive_main()
     else:
