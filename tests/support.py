@@ -107,10 +107,14 @@ def sandbox_env(box: Sandbox, **values: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def stdio_session(args: list[str], env: dict[str, str],
+async def stdio_session(args: list[str], env: dict[str, str], *, prefix: Sequence[str] = (),
                         **session_options: Any) -> AsyncIterator[tuple[ClientSession, IO[str]]]:
-    """An initialized MCP session with `python -m flora_mcp ARGS` over stdio, and the file its stderr goes to."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "flora_mcp", *args], env=env)
+    """An initialized MCP session with `python -m flora_mcp ARGS` over stdio, and the file its stderr goes to.
+
+    `prefix`: a command the server runs under (`unshare ...`), its own arguments then `python -m flora_mcp ARGS`.
+    """
+    command = [*prefix, sys.executable, "-m", "flora_mcp", *args]
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env)
     with tempfile.TemporaryFile("w+") as errlog:
         async with (stdio_client(params, errlog=errlog) as (read, write),
                     ClientSession(read, write, **session_options) as session):
@@ -185,9 +189,9 @@ class FailingWrites(SQLiteStore):
         return await super()._transact(steps)
 
 
-def kill_processes_with(marker: str) -> int:
-    """SIGKILL every process whose environment names `marker` (a journal path of the test's own); how many."""
-    killed = 0
+def processes_with(marker: str) -> list[int]:
+    """The ids of the processes (not this one) whose environment names `marker` (a journal path of the test's own)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -196,9 +200,16 @@ def kill_processes_with(marker: str) -> int:
         except OSError:
             continue
         if marker.encode() in environ:
-            os.kill(int(entry.name), signal.SIGKILL)
-            killed += 1
-    return killed
+            found.append(int(entry.name))
+    return found
+
+
+def kill_processes_with(marker: str) -> int:
+    """SIGKILL every process whose environment names `marker` (a journal path of the test's own); how many."""
+    found = processes_with(marker)
+    for pid in found:
+        os.kill(pid, signal.SIGKILL)
+    return len(found)
 
 
 async def kill_during_create(box: Sandbox, env: dict[str, str], tool: str, arguments: dict[str, Any]) -> str:
