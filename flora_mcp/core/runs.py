@@ -38,7 +38,7 @@ from flora_mcp.core.polling import PollScheduler
 from flora_mcp.core.results import InputUpload, ToolResult
 from flora_mcp.core.tool_names import GET_RUN
 from flora_mcp.core.translator import CallPhase, combined, from_failure, from_run, refusal
-from flora_mcp.store import JournalEntry, Store
+from flora_mcp.store import JournalEntry, JournalError, Store
 
 __all__ = ["ProgressCallback", "RunManager", "account_id"]
 
@@ -221,7 +221,11 @@ class RunManager:
                 shares[index] = percent
                 await overall.report(sum(shares) / len(shares), f"{len(combos)} runs: {message}")
 
-            results[index] = await self._run_one(tool, inputs, _Progress(share), reservation, phase.for_run())
+            run_phase = phase.for_run()
+            try:
+                results[index] = await self._run_one(tool, inputs, _Progress(share), reservation, run_phase)
+            except JournalError as exc:  # this run was not sent; the others go on, and their outputs reach the agent
+                results[index] = from_failure(tool.name, exc, run_phase, tool.technique)
 
         async with anyio.create_task_group() as tg:
             for index, inputs in enumerate(combos):

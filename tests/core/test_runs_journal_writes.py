@@ -18,9 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from flora_mcp.core.runs import RunManager
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
 from flora_mcp.sandbox._faults import RecordedRequest
+from tests.core.test_multiple import multiple_kit
 from tests.support import FailingWrites, polls, posts, sandbox_config, settings_for
 
 QR = "qr-code-generator"
@@ -179,3 +181,35 @@ async def test_the_journal_row_exists_before_each_create_request_leaves(sandbox:
     assert [row[:3] if row else None for row in log.rows] == [
         (r.idempotency_key, "submitting", None) for r in creates]
     assert {row[3] for row in log.rows if row} == {QR}
+
+
+@pytest.mark.anyio
+async def test_a_run_of_several_that_cannot_get_its_row_is_not_sent_and_the_others_keep_their_outputs(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    holds: list[str] = []
+
+    class HoldsFail(FailingWrites):
+        """Only the first run's hold can be written: the other runs of the call stop before their create."""
+
+        async def _transact(self, steps: Any) -> list[list[tuple[Any, ...]]]:
+            if any("INSERT INTO budget_holds" in step.sql and str(step.params[0]).startswith("run-")
+                   for step in steps):
+                holds.append("hold")
+            return await super()._transact(steps)
+
+    store = HoldsFail(str(tmp_path / "runs.sqlite3"), error=ERRORS["database-gone"], failing=lambda: len(holds) > 1)
+    kit = await multiple_kit(sandbox, {QR: {"content"}}, journal=":memory:")
+    kit.runs = RunManager(kit.client, store, kit.settings, account=kit.account, media=kit.media)
+    try:
+        result = await kit.call(QR, {"content": ["one", "two", "three"]})
+    finally:
+        await kit.aclose()
+        await store.aclose()
+    [run] = sandbox.runs
+    assert posts(sandbox) == 1
+    [made] = [r for r in result.runs if r.run_id]
+    assert made.run_id == run.run_id and made.status == "completed" and made.outputs
+    assert [o.url for o in result.outputs] == [o.url for o in made.outputs]
+    refused = [r for r in result.runs if not r.run_id]
+    assert [r.error_code for r in refused] == ["journal_error", "journal_error"]
+    assert all("nothing was sent" in (r.error_message or "") for r in refused)
