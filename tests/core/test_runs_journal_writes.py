@@ -174,9 +174,14 @@ async def test_the_journal_row_exists_before_each_create_request_leaves(sandbox:
         plain = await kit.call(QR, {"content": "plain"})
     async with Toolkit(settings_for(sandbox, journal=str(path), workspace_id="ws_sandbox")) as kit:
         top_level = await kit.call(QR, {"content": "the top-level route"})
+    several = await multiple_kit(sandbox, {QR: {"content"}}, journal=str(path))
+    try:
+        concurrent = await several.call(QR, {"content": ["a", "b", "c"]})  # three creates at once, a row each
+    finally:
+        await several.aclose()
     creates = [r for r in log if r.route in ("create_technique_run", "create_run")]
-    assert [r.route for r in creates] == ["create_technique_run"] * 3 + ["create_run"]
-    assert lost.status == plain.status == top_level.status == "completed"
+    assert [r.route for r in creates] == ["create_technique_run"] * 3 + ["create_run"] + ["create_technique_run"] * 3
+    assert lost.status == plain.status == top_level.status == concurrent.status == "completed"
     # Every create, the retry of a lost answer too, found its row written and not yet answered.
     assert [row[:3] if row else None for row in log.rows] == [
         (r.idempotency_key, "submitting", None) for r in creates]
