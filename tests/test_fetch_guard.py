@@ -369,6 +369,17 @@ async def test_over_https_a_certificate_for_another_name_is_refused(
     assert server.seen == []
 
 
+@pytest.mark.anyio
+async def test_by_default_a_certificate_from_an_unknown_authority_is_refused(
+        tls_server: tuple[Server, ssl.SSLContext, list[str | None]]) -> None:
+    server, _, _ = tls_server
+    async with guarded_client(timeout=5) as client:
+        with pytest.raises(FetchRefused, match="download failed: ConnectError"):
+            await fetch_output(server.url("/image.png"), flora_base_url=REAL_FLORA, policy=server.policy,
+                               client=client)
+    assert server.seen == []
+
+
 # Decoding: only the formats a preview names ---------------------------------------------------------------------------
 
 
