@@ -5,6 +5,7 @@ endpoint and FLORA's request-id, which a support request needs). The error mappi
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -258,7 +259,7 @@ async def test_each_request_carries_the_timeout_and_a_connect_timeout_no_longer(
 
 
 def test_a_key_of_any_shape_is_redacted_once_a_client_holds_it() -> None:
-    key = "plain0key0of0another0shape0x11"
+    key = f"plain0key0{uuid.uuid4().hex}"  # new to this process, however often the test runs in it
     assert redact(f"echo {key}") == f"echo {key}"
     FloraClient(api_key=key, base_url=BASE)
     assert redact(f"echo {key}") == f"echo {REDACTED}"

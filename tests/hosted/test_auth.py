@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 
 import pytest
 
@@ -144,7 +145,8 @@ async def test_one_key_is_a_different_account_on_another_flora() -> None:
 
 
 def test_the_tokens_and_the_oauth_client_secret_are_redacted_everywhere_once_a_policy_holds_them() -> None:
-    token, secret = "plain0token0of0the0server0x41", "plain0client0secret0x42"
+    # New to this process, however often the test runs in it.
+    token, secret = f"plain0token0{uuid.uuid4().hex}", f"plain0secret0{uuid.uuid4().hex}"
     assert redact(f"{token} {secret}") == f"{token} {secret}"
     resource = OAuthResource(issuer="https://id.example.test", resource="https://mcp.example.test/mcp",
                              scopes=("flora:run",), token_types=None, client_id="rs", client_secret=secret)
