@@ -54,6 +54,10 @@ MAX_LIVE_TASKS = 50
 ANSWER_TIMEOUT = 600.0
 """Seconds a task waits in input_required for the person's answer; then it is cancelled, having sent nothing."""
 
+ORPHANED = 120.0
+"""Seconds a shared task's row may stand still (a running task writes on every new run and at its end) before
+another replica takes its runs over."""
+
 CANCELLED_RUNNING = "Cancelled: flora-mcp stopped waiting. A submitted FLORA run goes on and is charged."
 CANCELLED_UNSENT = "Cancelled before anything was sent to FLORA: nothing was charged."
 
@@ -84,6 +88,8 @@ class TaskEntry:
     on_change: Callable[[TaskEntry], None] | None = None
     being_asked: bool = False
     """A request is showing the question to the person right now (2025-11-25: one `tasks/result` at a time)."""
+    mirror: bool = False
+    """Another replica runs this task (shared store): this entry only follows its row."""
     _answer: Answer | None = None
     _answered: anyio.Event = field(default_factory=anyio.Event)
     _changed: anyio.Event = field(default_factory=anyio.Event)
@@ -142,6 +148,22 @@ class TaskEntry:
     def next_change(self) -> anyio.Event:
         """Set at the next change of state (take it before looking at the state, then wait on it)."""
         return self._changed
+
+    def adopt(self, stored: StoredTask) -> None:
+        """Take the state another replica wrote (shared store), without writing it back; a final one ends this
+        entry's own work, whose answer would only come second (even one this entry had reached itself)."""
+        status: TaskStatus = stored.status  # type: ignore[assignment]  # written by _stored
+        if stored.status in TERMINAL:
+            self.scope.cancel()
+            self.run_ids = list(stored.run_ids)
+            self.result = None if stored.result is None else types.CallToolResult.model_validate(stored.result)
+            self.status, self.message, self.updated_at = status, stored.message, stored.updated_at
+            changed, self._changed = self._changed, anyio.Event()
+            changed.set()
+            self.done.set()
+        elif not self.terminal:
+            self.run_ids = list(stored.run_ids)
+            self._set(status=status, message=stored.message, persist=False)
 
     def finish(self, status: TaskStatus, message: str, result: types.CallToolResult | None) -> None:
         """End the task once; a cancelled task stays cancelled whatever its call did afterwards."""
@@ -246,6 +268,10 @@ class TaskStore:
         entry = self._tasks.get(task_id)
         if entry is None:
             entry = await self._restore(toolkit, task_id)
+        elif toolkit.journal.shared and not entry.terminal and entry.owner == toolkit.account:
+            stored = await toolkit.journal.load_task(toolkit.account, task_id)  # another replica may have ended it
+            if stored is not None and (entry.mirror or stored.status in TERMINAL):
+                entry.adopt(stored)
         if entry is None or entry.owner != toolkit.account or entry.shape != shape:
             raise MCPError(INVALID_PARAMS, "Failed to retrieve task: Task not found")
         return entry
@@ -292,7 +318,14 @@ class TaskStore:
             return None
         entry = _restored(stored)
         self._track(entry, toolkit)
-        if not entry.terminal:
+        if entry.terminal:
+            return entry
+        if toolkit.journal.shared and self._group is not None:
+            # Shared store: another replica runs it, or ran it and died. Follow its row; take the runs over only when
+            # the row has not changed in ORPHANED seconds.
+            entry.mirror = True
+            self._group.start_soon(_follow_row, entry, toolkit)
+        else:
             self._follow_again(entry, toolkit, stored)
         return entry
 
@@ -322,11 +355,35 @@ async def _write_saves(saves: MemoryObjectReceiveStream[tuple[Store, TaskEntry, 
     async with saves:
         async for store, entry, stored in saves:
             try:
-                await store.save_task(stored)
+                if not await store.save_task(stored):
+                    ended = await store.load_task(stored.account, stored.task_id)  # another replica ended it first
+                    if ended is not None:
+                        entry.adopt(ended)
             except Exception as exc:  # noqa: BLE001 - the task lives on in memory
                 if not failed:
                     log.warning("cannot write MCP task %s to the store (kept in memory): %s", entry.task_id, exc)
                 failed = True
+
+
+async def _follow_row(entry: TaskEntry, toolkit: Toolkit) -> None:
+    """A task another replica runs: its row read every poll interval until it ends; its runs followed here once
+    the row has stood still for ORPHANED seconds (its replica is gone)."""
+    while not entry.terminal:
+        await anyio.sleep(max(entry.poll_ms / 1000, 0.2))
+        try:
+            stored = await toolkit.journal.load_task(entry.owner, entry.task_id)
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.warning("cannot read MCP task %s from the store: %s", entry.task_id, exc)
+            continue
+        if stored is None:
+            return
+        entry.adopt(stored)
+        still = (datetime.now(UTC) - datetime.fromisoformat(stored.updated_at.replace("Z", "+00:00"))).total_seconds()
+        if not entry.terminal and stored.status == "working" and stored.run_ids and still > ORPHANED:
+            entry.mirror = False
+            entry.message = "following the run again: the replica that ran it is gone"
+            await _resume(entry, toolkit)
+            return
 
 
 def _stored(entry: TaskEntry) -> StoredTask:
