@@ -123,6 +123,10 @@ class RunManager:
         """USD FLORA charged for this session's runs."""
         return await self.ledger.session_spend()
 
+    async def _spend_to_show(self) -> float:
+        """The session's spend, for a confirmation to show; not read (one store round trip less) when none is asked."""
+        return await self.session_spend() if self.settings.confirm_above is not None else 0.0
+
     async def held(self) -> float:
         """USD the session budget counts besides what was charged: calls being submitted, runs not charged yet."""
         return (await self.ledger.totals())[1]
@@ -183,7 +187,7 @@ class RunManager:
                 # After the caps (a refused call is not worth asking about), before anything is sent (an upload
                 # too); held meanwhile.
                 stopped = await confirm_gate(self.settings.confirm_above, tool.name, technique, args, count,
-                                             await self.session_spend(), confirm)
+                                             await self._spend_to_show(), confirm)
                 if stopped is not None:
                     return stopped
                 reporter = _Progress(progress)
