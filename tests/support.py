@@ -173,18 +173,28 @@ class FullDisk:
 
 class FailingWrites(SQLiteStore):
     """A store whose engine fails every write while `failing()` says so, and raises it to the caller: a database gone
-    away or read-only, a full disk on an engine that cannot fall back to memory. Reads go through untouched."""
+    away or read-only, a full disk on an engine that cannot fall back to memory; after `stall` seconds, as a connection
+    pool waits for a database that is down (`abandoned` counts the writes whose caller stopped waiting first). Reads go
+    through untouched."""
 
-    def __init__(self, path: str, *, failing: Callable[[], bool], error: BaseException) -> None:
+    def __init__(self, path: str, *, failing: Callable[[], bool], error: BaseException,
+                 stall: float = 0.0) -> None:
         super().__init__(path)
         self.failing = failing
         self.error = error
+        self.stall = stall
         self.failed = 0
+        self.abandoned = 0
 
     async def _transact(self, steps: Sequence[Step]) -> list[list[tuple[Any, ...]]]:
         writes = any(step.sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")) for step in steps)
         if writes and self.failing():
             self.failed += 1
+            try:
+                await anyio.sleep(self.stall)
+            except anyio.get_cancelled_exc_class():
+                self.abandoned += 1  # the caller stopped waiting before the store answered
+                raise
             raise self.error
         return await super()._transact(steps)
 

@@ -6,8 +6,9 @@ is still found by id. Rows belong to an account (a hash of base URL and key): on
 The rows live in the store (flora_mcp/store: SQLite by default, PostgreSQL when FLORA_DATABASE_URL says so).
 
 Only the first write, before the create leaves, may fail the call (then nothing was sent). Every write after it is
-`kept`: a store that fails it (a full disk the SQLite engine could not absorb, a database gone away) is logged, one
-warning while it keeps failing, and the call goes on, so the agent still gets the run id and outputs FLORA gave.
+`kept`: a store that fails it (a full disk the SQLite engine could not absorb, a database gone away) or does not
+answer in time (`KEPT_WAIT`) is logged, one warning while it keeps failing, and the call goes on, so the agent still
+gets the run id and outputs FLORA gave, without waiting minutes on a database that is down.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
+
 from flora_mcp.api.errors import APIError
 from flora_mcp.api.models import Run, Technique
 from flora_mcp.store import JournalError, Store
@@ -24,6 +27,12 @@ from flora_mcp.store import JournalError, Store
 __all__ = ["JournalWriter"]
 
 log = logging.getLogger("flora_mcp.core.journal")
+
+KEPT_WAIT = 10.0
+"""Seconds a store operation after the create left may take before it counts as failed: a store that is down
+(PostgreSQL's pool waits 30 s for a connection) must not hold the paid run's answer for minutes."""
+KEPT_WAIT_FAILING = 1.0
+"""The same, while the store's last write after a create failed: it is most likely still down."""
 
 
 class JournalWriter:
@@ -49,12 +58,18 @@ class JournalWriter:
             log.warning("%s", message)
             raise JournalError(message) from exc
 
+    @property
+    def patience(self) -> float:
+        """Seconds a store operation after the create left may take (see KEPT_WAIT)."""
+        return KEPT_WAIT_FAILING if self._failing else KEPT_WAIT
+
     async def kept(self, event: str, key: str, write: Awaitable[object], *, run_id: str | None = None) -> None:
         """Await a store write made after the create left (a journal event, a charge, a hold ending); one that fails
         is logged and swallowed: losing a row must never cost the agent the run it paid for."""
         try:
-            await write
-        except Exception as exc:
+            with anyio.fail_after(self.patience):
+                await write
+        except Exception as exc:  # TimeoutError too: the write is abandoned, the answer goes on
             level = logging.DEBUG if self._failing else logging.WARNING
             self._failing = True
             log.log(level, "cannot write the run journal %s (%s: %s) for the %s of %s: the call goes on and "

@@ -150,7 +150,8 @@ class RunManager:
     async def _spend_so_far(self) -> float | None:
         """The session's spend for a result, or None when the store cannot say (the result goes without it)."""
         try:
-            return round(await self.session_spend(), 6)
+            with anyio.fail_after(self._record.patience):
+                return round(await self.session_spend(), 6)
         except Exception as exc:
             log.warning("cannot read the session's spend from %s: %s", self.journal.location, exc)
             return None

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from flora_mcp.core import journal as journal_module
 from flora_mcp.core.runs import RunManager
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
@@ -80,6 +81,26 @@ async def test_a_store_that_fails_every_write_after_the_create_left_never_hides_
     [latest, *_] = listed.data["runs"]
     assert (latest["run_id"], latest["status"], latest["charged_cost"]) == (after.run_id, "completed", 0.01)
     assert latest["outputs"] and latest["outputs"][0]["url"] == after.outputs[0].url
+
+
+@pytest.mark.anyio
+async def test_a_store_that_stops_answering_after_the_create_left_does_not_hold_up_the_answer(
+        sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A database that is down: each write waits (PostgreSQL's pool: 30 s) before it fails. Shortened here, 10 to 1.
+    monkeypatch.setattr(journal_module, "KEPT_WAIT", 0.2)
+    monkeypatch.setattr(journal_module, "KEPT_WAIT_FAILING", 0.02)
+    store = FailingWrites(str(tmp_path / "runs.sqlite3"), error=ConnectionError("connection timed out"), stall=2.0,
+                          failing=lambda: bool(sandbox.requests_for("create_technique_run")))
+    async with Toolkit(settings_for(sandbox), journal=store) as kit:
+        with caplog.at_level(logging.WARNING, logger="flora_mcp"):
+            result = await kit.call(QR, {"content": "paid for"})
+    [run] = sandbox.runs
+    assert (result.status, result.run_id) == ("completed", run.run_id) and result.outputs
+    # Every write after the create was tried, and none was waited for to the end.
+    assert store.failed >= 3 and store.abandoned == store.failed
+    [warning] = [m for m in journal_logs(caplog, logging.WARNING) if "goes on" in m]
+    assert "TimeoutError" in warning and run.run_id in warning
 
 
 @pytest.mark.anyio
