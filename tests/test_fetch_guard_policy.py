@@ -115,8 +115,8 @@ async def test_the_system_resolver_gives_each_address_once() -> None:
 
 
 def test_the_guarded_client_follows_nothing_trusts_no_environment_and_says_who_it_is() -> None:
-    client = guarded_client(timeout=5)
-    assert client.timeout == httpx.Timeout(5)
+    client = guarded_client(timeout=7)  # not httpx's default of 5
+    assert client.timeout == httpx.Timeout(7)
     assert client.follow_redirects is False and client.trust_env is False
     assert client.headers["User-Agent"] == f"flora-mcp/{__version__}"
 
