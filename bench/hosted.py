@@ -22,6 +22,8 @@ import httpx
 from common import PY, RUN_PY, Box, Report, ms, proc_status_mb, quantile, sandbox, server_env
 
 CLIENTS = 50
+ERRORS: dict[str, int] = {}
+"""Failed load requests per server URL."""
 PROTOCOL = "2025-06-18"
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
@@ -126,7 +128,9 @@ class Session:
 
 
 async def load_round(served: Served, method: str, each: int) -> tuple[float, list[float]]:
-    """CLIENTS sessions, each making `each` requests in a row; (requests per second, latencies)."""
+    """CLIENTS sessions, each making `each` requests in a row; (requests per second, latencies).
+
+    A request that fails (a dropped connection on this loaded machine) is counted in ERRORS, not timed."""
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
         sessions = [Session(http, served.url) for _ in range(CLIENTS)]
@@ -140,7 +144,11 @@ async def load_round(served: Served, method: str, each: int) -> tuple[float, lis
         async def client(session: Session) -> None:
             for _ in range(each):
                 started = time.perf_counter()
-                reply = await session.request(method, params)
+                try:
+                    reply = await session.request(method, params)
+                except httpx.HTTPError:
+                    ERRORS[served.url] = ERRORS.get(served.url, 0) + 1
+                    continue
                 latencies.append(time.perf_counter() - started)
                 if method == "tools/call" and reply["result"].get("isError"):
                     raise RuntimeError(f"{name} failed: {reply['result']}")
@@ -211,6 +219,9 @@ async def bench_hosted(report: Report, quick: bool) -> None:
                                            f"{p99 / base_p99:.2f}x")])
             report.table(["request", "flora-mcp req/s", "baseline req/s", "ratio", "flora-mcp p99", "baseline p99",
                           "p99 ratio", "throughput >= 0.8 x", "p99 <= 1.5 x"], rows)
+            failed = f"flora-mcp {ERRORS.get(ours.url, 0)}, baseline {ERRORS.get(base.url, 0)}"
+            report.say(f"Failed load requests: {failed}.")
+            report.say()
             per_session, errors = await open_idle(ours, idle)
             base_per_session, base_errors = await open_idle(base, idle)
     report.table(["sessions opened", "flora-mcp KB/session", "baseline KB/session", "flora-mcp errors",
