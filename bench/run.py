@@ -45,7 +45,9 @@ MISSED_BECAUSE = {
                     "beside the SDK's, then every tool built and validated by the SDK",
     "hosted tools/list": "the SDK validates and re-serializes every tools/list result (serialize_server_result), so "
                          "11 techniques' full schemas cost per request what one echo tool does not",
-    "overhead at 100": "the journal's SQLite writes on the event loop (issue 17 item 1, the store engineer's)",
+    "overhead at 100": "a call's seven store round trips (admit, record, hold, updates, settle, close), each a hop to "
+                       "the writer thread, on 2 shared cores: writes are off the loop, and an in-memory store is no "
+                       "faster",
 }
 """Why a missed target misses, as far as the profile says: printed beside its FAIL."""
 FULL_MODE_BOUND = {120: 1.10, 1000: 1.5}
