@@ -10,6 +10,7 @@ import io
 import os
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 MB = 1024 * 1024
@@ -41,3 +42,11 @@ def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+@pytest.fixture(name="folder")
+def photos_folder(tmp_path: Path) -> Path:
+    """An allowed input folder holding one real 300 KB photo, `me.jpg` (import it to use it as `folder`)."""
+    root = (tmp_path / "photos").resolve()
+    write(root / "me.jpg", jpeg_bytes(300_000))
+    return root

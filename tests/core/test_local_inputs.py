@@ -16,17 +16,17 @@ import pytest
 
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Account, Sandbox, serve_sandbox
-from tests.media_support import MB, jpeg_bytes, mp4_bytes, png_bytes, write
+from tests.media_support import (
+    MB,
+    jpeg_bytes,
+    mp4_bytes,
+    photos_folder,  # noqa: F401 - the `folder` fixture
+    png_bytes,
+    write,
+)
 from tests.support import TEST_KEY, mcp_client, sandbox_config, settings_for
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    root = (tmp_path / "photos").resolve()
-    write(root / "me.jpg", jpeg_bytes(300_000))
-    return root
 
 
 def kit_for(sandbox: Sandbox, folder: Path, **settings: Any) -> Toolkit:

@@ -15,17 +15,14 @@ from jsonschema import Draft202012Validator
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.integrations.adapters import anthropic_tool_result, openai_tool_result
 from flora_mcp.sandbox import Sandbox
-from tests.media_support import jpeg_bytes, write
+from tests.media_support import (
+    jpeg_bytes,
+    photos_folder,  # noqa: F401 - the `folder` fixture
+    write,
+)
 from tests.support import settings_for
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    root = (tmp_path / "photos").resolve()
-    write(root / "me.jpg", jpeg_bytes(300_000))
-    return root
 
 
 @pytest.mark.parametrize("fmt", ["openai", "anthropic", "gemini"])

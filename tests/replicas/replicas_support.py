@@ -94,6 +94,17 @@ def start_replica(name: str, env: dict[str, str], folder: Path, port: int | None
     return Replica(name, port, process, log_path, log_file)
 
 
+async def kill_the_holder(replicas: Sequence[Replica]) -> tuple[Replica, str]:
+    """Wait until one replica has created a run, SIGKILL it, and return it with that run's id."""
+    with anyio.fail_after(30):
+        while not any(r.submitted() for r in replicas):
+            await anyio.sleep(0.05)
+    [holder] = [r for r in replicas if r.submitted()]
+    [run_id] = holder.submitted()
+    holder.kill()
+    return holder, run_id
+
+
 async def wait_ready(replicas: Sequence[Replica]) -> None:
     async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
         for replica in replicas:

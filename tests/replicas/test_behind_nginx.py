@@ -9,7 +9,14 @@ import anyio
 import pytest
 
 from flora_mcp.sandbox import Sandbox
-from tests.replicas.replicas_support import mcp_through, nginx_running, replicas_running, structured, wait_ready
+from tests.replicas.replicas_support import (
+    kill_the_holder,
+    mcp_through,
+    nginx_running,
+    replicas_running,
+    structured,
+    wait_ready,
+)
 from tests.support import TEST_KEY, posts, sandbox_env
 
 pytestmark = pytest.mark.anyio
@@ -51,12 +58,7 @@ async def test_a_replica_killed_mid_run_leaves_the_run_for_another_replica_to_fi
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(doomed)
-                with anyio.fail_after(30):
-                    while not any(r.submitted() for r in replicas):
-                        await anyio.sleep(0.05)
-                [holder] = [r for r in replicas if r.submitted()]
-                [run_id] = holder.submitted()
-                holder.kill()
+                holder, run_id = await kill_the_holder(replicas)
             async with mcp_through(nginx.url) as session:
                 picked_up = structured(await session.call_tool("flora_get_run", {"run_id": run_id}))
         survivors = [r for r in replicas if r.alive]

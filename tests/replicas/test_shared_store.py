@@ -12,6 +12,7 @@ import pytest
 from flora_mcp.sandbox import DEFAULT_WEBHOOK_SECRET, Sandbox
 from tests.replicas.replicas_support import (
     free_port,
+    kill_the_holder,
     mcp_through,
     nginx_running,
     replicas_running,
@@ -88,12 +89,7 @@ async def test_a_run_outlives_the_replica_that_waited_on_it_and_is_found_through
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(doomed)
-                with anyio.fail_after(30):
-                    while not any(r.submitted() for r in replicas):
-                        await anyio.sleep(0.05)
-                [holder] = [r for r in replicas if r.submitted()]
-                [lost] = holder.submitted()
-                holder.kill()
+                holder, lost = await kill_the_holder(replicas)
             # The agent lost the call, not the run: the journal every replica shares lists it.
             listing = await call(nginx.url, "flora_list_runs", {"limit": 5})
             [entry] = listing["data"]["runs"]
