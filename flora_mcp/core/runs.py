@@ -11,9 +11,7 @@ and the call's `CallPhase` is marked as creates leave and runs appear, for the t
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -28,6 +26,7 @@ from flora_mcp.api.models import Run, Technique
 from flora_mcp.config import Settings
 from flora_mcp.core.budget import Reservation, SpendLedger
 from flora_mcp.core.catalog import MAX_MULTIPLE_VALUES, TechniqueTool
+from flora_mcp.core.combinations import expand_runs, run_count
 from flora_mcp.core.completions import Completions, Watch
 from flora_mcp.core.confirm import Confirmer
 from flora_mcp.core.confirm import gate as confirm_gate
@@ -35,6 +34,7 @@ from flora_mcp.core.journal import JournalWriter
 from flora_mcp.core.local_files import FilePolicy, allowed_folders
 from flora_mcp.core.media_in import MediaInputs, Prepared
 from flora_mcp.core.polling import PollScheduler
+from flora_mcp.core.progress import CallProgress, ProgressCallback
 from flora_mcp.core.results import InputUpload, ToolResult
 from flora_mcp.core.tool_names import GET_RUN
 from flora_mcp.core.translator import CallPhase, combined, from_failure, from_run, refusal
@@ -44,12 +44,8 @@ __all__ = ["ProgressCallback", "RunManager", "account_id"]
 
 log = logging.getLogger("flora_mcp.core.runs")
 
-ProgressCallback = Callable[[float, str], Awaitable[None]]
-"""Called with progress 0-100 (strictly rising) and a message, while a call waits."""
 RootsProvider = Callable[[], Awaitable[Sequence[str] | None]]
 """The client's MCP roots (`file://` URIs), asked only when a call names a local file; None when it offers none."""
-UPLOAD_SHARE = 10.0
-"""The part of a call's progress (0-100) that its input uploads fill, before its runs report theirs."""
 
 # Clients that reset their timeout on progress (TypeScript SDK, Claude Code) need a notification well within it.
 HEARTBEAT = 1.0
@@ -64,26 +60,6 @@ LEASE_MARGIN = 900.0
 def account_id(base_url: str, api_key: str) -> str:
     """Whose runs these are: a hash of base URL and key, never the key itself."""
     return hashlib.sha256(f"{base_url}\0{api_key}".encode()).hexdigest()[:16]
-
-
-class _Progress:
-    """Forwards progress to the caller, strictly rising as MCP requires, at least every HEARTBEAT seconds."""
-
-    def __init__(self, callback: ProgressCallback | None) -> None:
-        self._callback = callback
-        self._last = -1.0
-
-    async def report(self, percent: float | None, message: str) -> None:
-        if self._callback is None:
-            return
-        value = min(max(percent or 0.0, self._last + 0.01, 0.0), 100.0)
-        if value <= self._last:
-            return
-        self._last = value
-        await self._callback(round(value, 2), message)
-
-    async def uploading(self, sent: int, total: int, message: str) -> None:
-        await self.report(UPLOAD_SHARE * sent / max(total, 1), message)
 
 
 class RunManager:
@@ -176,7 +152,7 @@ class RunManager:
             return refusal(tool.name, technique, f"{count} invalid argument{'s' * (count != 1)}: "
                            + ", ".join(p.field for p in problems), problems)
         with closing(media):
-            count = _run_count(args)
+            count = run_count(args)
             if count > MAX_MULTIPLE_VALUES:
                 return refusal(tool.name, technique, f"{count} runs requested; at most {MAX_MULTIPLE_VALUES} per call")
             # The price is admitted before any byte is uploaded: a call over a cap sends nothing.
@@ -191,14 +167,14 @@ class RunManager:
                                              await self._spend_to_show(), confirm)
                 if stopped is not None:
                     return stopped
-                reporter = _Progress(progress)
+                reporter = CallProgress(progress)
                 uploads: list[InputUpload] = []
                 if self.media is not None and media.needs_upload:
                     try:
                         args, uploads = await self.media.upload(media, reporter.uploading)
                     except FloraError as exc:
                         return from_failure(tool.name, exc, phase, technique)
-                combos = _expand(args)
+                combos = expand_runs(args)
                 if len(combos) == 1:
                     result = await self._run_one(tool, combos[0], reporter, admitted, phase)
                 else:
@@ -217,7 +193,7 @@ class RunManager:
                           max_data_bytes=self.settings.max_data_url_bytes)
 
     async def _run_many(self, tool: TechniqueTool, combos: list[dict[str, str]],
-                        overall: _Progress, reservation: Reservation, phase: CallPhase) -> ToolResult:
+                        overall: CallProgress, reservation: Reservation, phase: CallPhase) -> ToolResult:
         results: list[ToolResult | None] = [None] * len(combos)
         shares = [0.0] * len(combos)
 
@@ -228,7 +204,7 @@ class RunManager:
 
             run_phase = phase.for_run()
             try:
-                results[index] = await self._run_one(tool, inputs, _Progress(share), reservation, run_phase)
+                results[index] = await self._run_one(tool, inputs, CallProgress(share), reservation, run_phase)
             except JournalError as exc:  # this run was not sent; the others go on, and their outputs reach the agent
                 results[index] = from_failure(tool.name, exc, run_phase, tool.technique)
 
@@ -237,7 +213,7 @@ class RunManager:
                 tg.start_soon(one, index, inputs)
         return combined(tool.name, [r for r in results if r is not None])
 
-    async def _run_one(self, tool: TechniqueTool, inputs: dict[str, str], progress: _Progress,
+    async def _run_one(self, tool: TechniqueTool, inputs: dict[str, str], progress: CallProgress,
                        reservation: Reservation, phase: CallPhase) -> ToolResult:
         technique = tool.technique
         key = f"flora-mcp-{uuid.uuid4().hex}"
@@ -305,7 +281,7 @@ class RunManager:
 
     # Waiting ---------------------------------------------------------------------------------------------------
 
-    async def _wait(self, tool: str, technique: Technique | None, run: Run, key: str | None, progress: _Progress,
+    async def _wait(self, tool: str, technique: Technique | None, run: Run, key: str | None, progress: CallProgress,
                     phase: CallPhase, *, started: float, max_wait: float) -> ToolResult:
         # A run flora-mcp created (it has a key) was given the callback URL: its webhook will say when it ended, and
         # polling is the safety net. Any other run is polled as usual (a webhook still cuts the wait short).
@@ -367,7 +343,7 @@ class RunManager:
         with self.completions.watch(run_id) as watch:
             yield watch
 
-    async def _sleep_with_heartbeat(self, delay: float, progress: _Progress, run: Run, watch: Watch) -> None:
+    async def _sleep_with_heartbeat(self, delay: float, progress: CallProgress, run: Run, watch: Watch) -> None:
         """Sleep `delay` seconds, or until the run's webhook comes; progress every HEARTBEAT meanwhile."""
         while delay > 0 and not watch.fired:
             step = min(delay, HEARTBEAT)
@@ -414,7 +390,7 @@ class RunManager:
         if key:
             await self._record.polled(key, run)
         wait = self.settings.max_wait if wait_seconds is None else min(max(wait_seconds, 0.0), self.settings.max_wait)
-        reporter = _Progress(progress)
+        reporter = CallProgress(progress)
         if run.is_terminal or wait <= 0:
             if run.is_terminal:
                 result = await self._finish(tool, technique, run, key)
@@ -434,18 +410,6 @@ class RunManager:
     async def spend(self) -> dict[str, Any]:
         """The session's spend, holds and caps, and the all-time spend per technique."""
         return await self.ledger.report(await self.journal.spend(self.account))
-
-
-def _run_count(args: Mapping[str, Any]) -> int:
-    """How many runs `_expand` would make: counted, not built (six inputs of ten values are a million maps)."""
-    return math.prod(len(value) for value in args.values() if isinstance(value, list))
-
-
-def _expand(args: Mapping[str, Any]) -> list[dict[str, str]]:
-    """One input map per run: the product of every multiple-value input's values."""
-    keys = list(args)
-    values = [args[k] if isinstance(args[k], list) else [args[k]] for k in keys]
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def _created_near(created_at: float | None, started: float) -> bool:
