@@ -1,8 +1,9 @@
 """The run lifecycle: validate, cap the cost, create once, wait with progress, stop in time, resume.
 
 One call makes one idempotency key before anything is sent and records the run in the journal before the create
-request leaves; the key is reused on every retry, and an "already used" answer is met by recovering the existing run,
-never by submitting again under a new key. Waiting stops after `max_wait` seconds with the run id in hand.
+request leaves; the key is reused on every retry. An "already used" answer, a 5xx or a lost connection after the
+request left are met by recovering the run (core/recovery.py), never by submitting again under a new key. Waiting
+stops after `max_wait` seconds with the run id in hand.
 
 The money is `SpendLedger`'s (core/budget.py), the journal is written through `JournalWriter`, one method per event,
 and the call's `CallPhase` is marked as creates leave and runs appear, for the translator to classify any failure.
@@ -35,6 +36,7 @@ from flora_mcp.core.local_files import FilePolicy, allowed_folders
 from flora_mcp.core.media_in import MediaInputs, Prepared
 from flora_mcp.core.polling import PollScheduler
 from flora_mcp.core.progress import CallProgress, ProgressCallback
+from flora_mcp.core.recovery import Found, Recovery
 from flora_mcp.core.results import InputUpload, ToolResult
 from flora_mcp.core.tool_names import GET_RUN
 from flora_mcp.core.translator import CallPhase, combined, from_failure, from_run, refusal
@@ -49,8 +51,6 @@ RootsProvider = Callable[[], Awaitable[Sequence[str] | None]]
 
 # Clients that reset their timeout on progress (TypeScript SDK, Claude Code) need a notification well within it.
 HEARTBEAT = 1.0
-RECOVERY_WINDOW = 600.0
-RECOVERY_PAGE = 50
 DAY = 86_400.0
 """Seconds in a day: FLORA_PRINCIPAL_BUDGET counts from midnight UTC."""
 LEASE_MARGIN = 900.0
@@ -91,6 +91,9 @@ class RunManager:
         self.ledger = SpendLedger(journal, account=account, scope=scope, max_cost_per_call=settings.max_cost_per_call,
                                   session_budget=settings.session_budget, daily_budget=settings.principal_budget,
                                   lease=settings.max_wait + LEASE_MARGIN)
+        # A create in flight is waited for at most its own time: every attempt's timeout and back-off.
+        self.recovery = Recovery(client, journal, account,
+                                 settle_timeout=settings.request_timeout * (settings.max_retries + 1) + 30.0)
         self._record = JournalWriter(journal, account)
         self._stopping = False
         self._wait_scopes: set[anyio.CancelScope] = set()
@@ -223,58 +226,42 @@ class RunManager:
         await progress.report(0.0, "submitting")
         run: Run | None = None
         failure: APIError | None = None
+        found = Found()
         # Shielded: once the request may be out, the client giving up must not cost us the run id.
         with anyio.CancelScope(shield=True):
             with self._record.before_send():
                 await self.ledger.hold(reservation, key)
             phase.sending()
+            self.recovery.sending(key, technique.technique_id)
             try:
                 run = await self.client.create_run(
                     technique, inputs, idempotency_key=key, workspace_id=self.settings.workspace_id,
                     callback_url=self.completions.callback_url if self.completions is not None else None)
-            except IdempotencyError as exc:
-                run = await self._recover(tool, key, started, exc)
-                failure = exc
             except APIError as exc:
-                await self._record.create_failed(key, exc, run_may_exist=exc.outcome_unknown)
-                if not exc.outcome_unknown:
+                self.recovery.answered(key)
+                failure = exc
+                # The one rule (APIError.outcome_unknown): a 5xx or a lost connection after the request left, like
+                # an "already used" key, may have made a paid run: the hold stays, and the run is looked for.
+                lost = exc.outcome_unknown or isinstance(exc, IdempotencyError)
+                await self._record.create_failed(key, exc, run_may_exist=lost)
+                if lost:
+                    found = await self.recovery.find(technique, key, exc)
+                    run = found.run
+                else:
                     phase.nothing_created()
                     await self._record.kept("hold's end", key, self.ledger.release(key))  # FLORA refused: no charge
-                failure = exc
+            finally:
+                self.recovery.answered(key)
             if run is not None:
                 phase.created(run.run_id)
                 await self._record.created(key, run)
                 await self._charge(key, run)
         if run is None:
             assert failure is not None  # a create either returns its run or raises
-            return from_failure(tool.name, failure, phase, technique)
+            return found.explain(from_failure(tool.name, failure, phase, technique))
         log.info("run %s of %s submitted", run.run_id, tool.name)
         return await self._wait(tool.name, technique, run, key, progress, phase, started=started,
                                 max_wait=self.settings.max_wait)
-
-    async def _recover(self, tool: TechniqueTool, key: str, started: float, exc: IdempotencyError) -> Run | None:
-        """FLORA says this call's key was used: find the run it made, or None when it cannot be told apart."""
-        log.warning("create for %s answered %s; recovering the existing run", tool.name, exc.code)
-        try:
-            found = await self._find_submitted_run(tool.technique, key, started)
-        except APIError as lookup:
-            log.warning("recovery lookup failed: %s", lookup.message)
-            found = None
-        if found is None:
-            await self._record.create_failed(key, exc, run_may_exist=True)
-        return found
-
-    async def _find_submitted_run(self, technique: Technique, key: str, started: float) -> Run | None:
-        runs, _ = await self.client.list_technique_runs(technique_id=technique.technique_id, limit=RECOVERY_PAGE)
-        known = {e.run_id for e in await self.journal.recent(self.account, limit=500) if e.run_id}
-        by_key = [r for r in runs if (r.model_extra or {}).get("idempotency_key") == key]
-        if by_key:
-            return by_key[0]
-        candidates = [r for r in runs if r.run_id not in known and _created_near(r.created_at, started)]
-        if len(candidates) == 1:
-            return candidates[0]
-        log.warning("%d candidate runs for the lost create; not guessing", len(candidates))
-        return None
 
     async def _charge(self, key: str, run: Run) -> None:
         await self._record.kept("charge", key, self.ledger.charge(key, run.charged_cost), run_id=run.run_id)
@@ -404,17 +391,20 @@ class RunManager:
         return result
 
     async def recent(self, limit: int = 20, status: str | None = None) -> list[JournalEntry]:
-        """This account's latest journal entries, newest first."""
+        """This account's latest journal entries, newest first, after reconciling rows a lost create left."""
+        await self.reconcile()
         return await self.journal.recent(self.account, limit=limit, status=status)
+
+    async def reconcile(self) -> int:
+        """Find on FLORA the runs of rows left `submitting`/`unknown` (a process killed mid-create, an answer
+        lost): matched, or kept as unclaimed rows (core/recovery.py); how many rows got their run."""
+        try:
+            return await self.recovery.reconcile()
+        except Exception:
+            log.exception("reconciling the run journal failed; flora_list_runs tries again")
+            return 0
 
     async def spend(self) -> dict[str, Any]:
         """The session's spend, holds and caps, and the all-time spend per technique."""
         return await self.ledger.report(await self.journal.spend(self.account))
 
-
-def _created_near(created_at: float | None, started: float) -> bool:
-    if created_at is None:
-        return True
-    # FLORA's timestamp unit is undocumented: milliseconds or seconds since the epoch, judged by magnitude.
-    seconds = created_at / 1000.0 if created_at > 1e11 else created_at
-    return started - RECOVERY_WINDOW <= seconds <= time.time() + RECOVERY_WINDOW

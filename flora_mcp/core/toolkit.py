@@ -88,6 +88,7 @@ class Toolkit:
         try:
             await self.journal.open()
             await self.load_catalog()
+            await self.runs.reconcile()  # rows a killed process left without a run id: FLORA has their runs
         except BaseException:
             await self.aclose()
             raise

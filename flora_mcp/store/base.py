@@ -139,6 +139,38 @@ class Store(ABC):
         params.append(limit)
         return [_entry(row) for row in await self._rows(query, *params)]
 
+    async def lost_rows(self, key_account: str, technique_id: str | None = None) -> list[JournalEntry]:
+        """Rows of one key's accounts (the key's own and its principals') whose create gave no run id yet, oldest
+        first (core/recovery.py)."""
+        query = (f"SELECT {ENTRY_COLUMNS} FROM runs WHERE (account = ? OR account LIKE ?) AND run_id IS NULL "
+                 "AND status IN ('submitting', 'unknown') "
+                 "AND (error_code IS NULL OR error_code != 'run_not_identified')")
+        params: list[Any] = [key_account, f"{key_account}/%"]
+        if technique_id is not None:
+            query += " AND technique_id = ?"
+            params.append(technique_id)
+        return [_entry(row) for row in await self._rows(query + " ORDER BY created_at, rowid", *params)]
+
+    async def claimed(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of these run ids some row holds, whatever its account."""
+        if not run_ids:
+            return set()
+        marks = ", ".join("?" * len(run_ids))
+        return {row[0] for row in await self._rows(f"SELECT run_id FROM runs WHERE run_id IN ({marks})", *run_ids)}
+
+    async def adopt(self, *, account: str, key: str, tool: str, technique_id: str, technique_slug: str | None,
+                    technique_name: str, run_id: str, status: str, poll_url: str | None,
+                    run_cost: float | None) -> None:
+        """Keep a run FLORA made that no call could be matched to, as an unclaimed row (once per run)."""
+        now = time.time()
+        await self._write(
+            "INSERT INTO runs (idempotency_key, account, run_id, tool, technique_id, technique_slug, technique_name, "
+            "status, inputs, run_cost, poll_url, error_message, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (idempotency_key) DO NOTHING",
+            key, account, run_id, redact(tool), technique_id, technique_slug, redact(technique_name), status, "{}",
+            run_cost, poll_url, "unclaimed: found on FLORA after a lost create answer, not matched to a call", now,
+            now)
+
     async def spend(self, account: str) -> list[dict[str, Any]]:
         """Charged cost and run count per technique, largest spend first."""
         rows = await self._rows(

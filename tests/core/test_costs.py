@@ -210,6 +210,7 @@ async def test_flora_spend_tool_and_resource_list_spend_per_technique(sandbox: S
 async def test_a_create_whose_outcome_is_unknown_keeps_its_price_held(sandbox: Sandbox, kit_factory: Any) -> None:
     kit = await kit_factory(session_budget=0.05, max_retries=0)
     sandbox.faults.inject(route="create_technique_run", kind="drop", when="after")
+    sandbox.faults.inject(route="list_technique_runs", kind="status", status=503)  # not found by the lookup either
     lost = await kit.call(CCTV, {"input_image": sandbox.sample_url("street.png")})
     assert lost.error_code == "outcome_unknown" and posts(sandbox) == 1
     # The run may exist and be charged: its price still counts against the budget.

@@ -33,6 +33,9 @@ FAULTS: dict[str, dict[str, Any]] = {
 async def test_a_create_answered_5xx_or_dropped_is_an_unknown_outcome_and_keeps_its_hold(
         sandbox: Sandbox, fault: str) -> None:
     sandbox.faults.inject(route="create_technique_run", **FAULTS[fault])
+    # The run cannot be found either (the in-call lookup and the reconcile of flora_list_runs fail): what is left is
+    # the rule itself. tests/core/test_recovery.py has the run found and listed.
+    sandbox.faults.inject(route="list_technique_runs", kind="status", status=503, count=2)
     async with Toolkit(settings_for(sandbox, max_retries=0, session_budget=PRICE)) as kit:
         lost = await kit.call(QR, {"content": "paid, answer lost"})
         held = await kit.runs.held()

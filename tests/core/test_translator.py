@@ -156,6 +156,8 @@ def crash_after_the_run_was_created(sandbox: Sandbox, monkeypatch: pytest.Monkey
 
 def create_answer_lost(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     sandbox.faults.inject(route="create_technique_run", kind="drop", when="after")
+    # ... and the run cannot be looked up either (core/recovery.py would find it): the outcome stays unknown.
+    sandbox.faults.inject(route="list_technique_runs", kind="status", status=503)
 
 
 def flora_refuses(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:

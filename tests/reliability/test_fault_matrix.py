@@ -2,7 +2,8 @@
 
 The journal is a step too: its writes fail before the create (the budget check, the row) or after it left (the run
 id, the outputs, the charge), on a full disk under SQLite (which goes on in memory) or in a store no engine absorbs (a
-database gone away).
+database gone away). And the process itself is a step: SIGKILLed once the create left and before its answer came,
+then started again on the same journal, which finds the run on FLORA (start-up and flora_list_runs reconcile).
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from flora_mcp.core.results import ToolResult
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
 from flora_mcp.store import SQLiteStore, Store
-from tests.support import TEST_KEY, FailingWrites, FullDisk, sandbox_config, settings_for
+from tests.support import (
+    TEST_KEY,
+    FailingWrites,
+    FullDisk,
+    kill_during_create,
+    sandbox_config,
+    sandbox_env,
+    settings_for,
+    stdio_session,
+)
 
 REQUEST_TIMEOUT = 0.5
 STEPS = {
@@ -144,6 +154,31 @@ async def run_journal_cell(fault: str, when: str) -> None:
     MATRIX[("journal", fault, when)] = outcome(result)
 
 
+KILLED_CELL = ("process", "sigkill", "after")
+
+
+@pytest.mark.anyio
+async def test_process_killed_after_the_post() -> None:
+    await run_killed_cell()
+
+
+async def run_killed_cell() -> None:
+    """A server killed while FLORA holds its create's answer; restarted, it lists the run and reads its outputs."""
+    with tempfile.TemporaryDirectory() as folder:
+        async with serve_sandbox(sandbox_config(estimate_scale=0.0)) as box:
+            env = sandbox_env(box, FLORA_JOURNAL=str(Path(folder) / "runs.sqlite3"), FLORA_POLL_INTERVAL="0.1")
+            run_id = await kill_during_create(box, env, TECHNIQUE, ARGS)
+            async with stdio_session([], env) as (session, _):
+                listed = await session.call_tool("flora_list_runs", {})
+                rows = (listed.structured_content or {})["data"]["runs"]
+                read = await session.call_tool("flora_get_run", {"run_id": run_id, "wait_seconds": 10})
+            data = read.structured_content or {}
+    assert [(r["run_id"], r["status"] in ("pending", "running", "completed")) for r in rows] == [(run_id, True)]
+    assert data["status"] == "completed" and data["outputs"] and data["run_id"] == run_id
+    assert len(box.runs) == 1 and len(box.requests_for("create_technique_run")) == 1, "submitted again"
+    MATRIX[KILLED_CELL] = data["status"]
+
+
 @pytest.mark.anyio
 async def test_print_matrix(capsys: pytest.CaptureFixture[str]) -> None:
     """Print the whole matrix past pytest's capture, running here the cells not run yet (this test run alone)."""
@@ -153,12 +188,14 @@ async def test_print_matrix(capsys: pytest.CaptureFixture[str]) -> None:
     for _, fault, when in JOURNAL_CELLS:
         if ("journal", fault, when) not in MATRIX:
             await run_journal_cell(fault, when)
-    ran = {cell: MATRIX.get(cell, "not run") for cell in [*CELLS, *JOURNAL_CELLS]}
+    if KILLED_CELL not in MATRIX:
+        await run_killed_cell()
+    ran = {cell: MATRIX.get(cell, "not run") for cell in [*CELLS, *JOURNAL_CELLS, KILLED_CELL]}
     width = max(len(f"{s} {f} {w}") for s, f, w in ran)
     lines = [f"{f'{s} {f} {w}':<{width}}  {result}" for (s, f, w), result in ran.items()]
     with capsys.disabled():
         print("\nfault matrix (step fault when -> outcome)\n" + "\n".join(lines))  # noqa: T201
-    assert set(MATRIX) == {*CELLS, *JOURNAL_CELLS}, "a cell recorded no outcome"
+    assert set(MATRIX) == {*CELLS, *JOURNAL_CELLS, KILLED_CELL}, "a cell recorded no outcome"
     # Transient faults on reads and refused creates are absorbed by retries.
     for step in STEPS:
         for fault in ("429", "500", "502", "503", "reset", "stall", "html", "truncated"):
@@ -168,3 +205,5 @@ async def test_print_matrix(capsys: pytest.CaptureFixture[str]) -> None:
         assert MATRIX[("create", fault, "after")] == "completed", fault
     # A journal write that fails never hides a run; only a store that cannot take the row refuses, nothing sent.
     assert [MATRIX[cell] for cell in JOURNAL_CELLS] == ["completed", "completed", "invalid:journal_error", "completed"]
+    # A process killed after the POST left: its run is found after the restart, never submitted again.
+    assert MATRIX[KILLED_CELL] == "completed"
