@@ -60,8 +60,10 @@ async def test_an_expired_token_gets_invalid_token_so_the_client_refreshes(
         sandbox: Sandbox, auth_server: AuthorizationServer) -> None:
     async with hosted(oauth_settings(sandbox, auth_server.issuer, oauth_leeway=0.0)) as server:
         token = auth_server.token(M2M_SHORT, resource=f"{server.url}/mcp")
-        assert (await raw_initialize(server, bearer(token))).status_code == 200
         exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+        accepted = (await raw_initialize(server, bearer(token))).status_code
+        # The token lives a second or two: on a loaded machine the first request may itself arrive after exp.
+        assert accepted == 200 or time.time() > exp, accepted
         with anyio.fail_after(10):
             while time.time() <= exp + 0.5:
                 await anyio.sleep(0.1)
