@@ -23,7 +23,7 @@ from pathlib import Path
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ROOT, Box, Report, sandbox  # noqa: E402
+from common import ROOT, Box, Report, sandbox  # noqa: E402
 
 SIZE = 50 * 1024 * 1024
 TARGET_RATIO = 0.5
