@@ -29,17 +29,22 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from flora_mcp.integrations._dialects import (
+    expressible,
+    gemini_json_string,
+    gemini_schema,
+    openai_loose_schema,
+    openai_strict_schema,
+    strict_root,
+)
 from flora_mcp.integrations.vendor_rules import (
     FORMATS,
-    GEMINI_FORMATS,
     OPENAI_DESCRIPTION_LIMIT,
-    OPENAI_FORMATS,
     name_rule,
     name_valid,
-    subschemas,
     validate_export,
 )
 
@@ -57,28 +62,6 @@ __all__ = [
     "restore_arguments",
     "validate_export",
 ]
-
-NULL_NOTE = "Optional: null leaves it out."
-_PRIMITIVES = frozenset({"string", "number", "integer", "boolean"})
-_COMPOSITION = frozenset(
-    "$ref $defs definitions anyOf oneOf allOf not if then else patternProperties prefixItems dependentSchemas"
-    " propertyNames unevaluatedProperties unevaluatedItems contains".split()
-)
-_NOTES: dict[str, Callable[[Any], str]] = {
-    "format": lambda v: f"Format: {v}.",
-    "pattern": lambda v: f"Pattern: {v}.",
-    "minLength": lambda v: f"At least {v} character{'' if v == 1 else 's'}.",
-    "maxLength": lambda v: f"At most {v} character{'' if v == 1 else 's'}.",
-    "minimum": lambda v: f"Minimum {v}.",
-    "maximum": lambda v: f"Maximum {v}.",
-    "exclusiveMinimum": lambda v: f"Greater than {v}.",
-    "exclusiveMaximum": lambda v: f"Less than {v}.",
-    "multipleOf": lambda v: f"A multiple of {v}.",
-    "minItems": lambda v: f"At least {v} item{'' if v == 1 else 's'}.",
-    "maxItems": lambda v: f"At most {v} item{'' if v == 1 else 's'}.",
-    "uniqueItems": lambda v: "Items must be unique." if v else "",
-    "default": lambda v: f"Default: {json.dumps(v)}.",
-}
 
 
 def export_name(name: str, fmt: str) -> str:
@@ -209,8 +192,8 @@ def openai_tools(
     out: list[dict[str, Any]] = []
     for i, tool in enumerate(tools):
         schema = tool["inputSchema"]
-        strict = _strict_root(schema)
-        params = _openai_strict(schema, nullable=False) if strict else _openai_loose(schema)
+        strict = strict_root(schema)
+        params = openai_strict_schema(schema, nullable=False) if strict else openai_loose_schema(schema)
         description = _description(tool)
         if len(description) > OPENAI_DESCRIPTION_LIMIT:
             description = description[: OPENAI_DESCRIPTION_LIMIT - 3] + "..."
@@ -240,7 +223,7 @@ def gemini_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             declaration["parameters"] = {
                 "type": "OBJECT",
                 "properties": {
-                    key: _gemini(prop) if _expressible(prop) else _gemini_json_string(prop)
+                    key: gemini_schema(prop) if expressible(prop) else gemini_json_string(prop)
                     for key, prop in props.items()
                 },
                 **({"required": [key for key in props if key in required]} if required & set(props) else {}),
@@ -270,7 +253,7 @@ def restore_arguments(fmt: str, tool: Mapping[str, Any] | None, arguments: Mappi
     if fmt == "gemini" and tool is not None:
         for key, prop in (tool["inputSchema"].get("properties") or {}).items():
             value = out.get(key)
-            if isinstance(value, str) and not _expressible(prop):
+            if isinstance(value, str) and not expressible(prop):
                 try:
                     out[key] = _drop_nulls_any(json.loads(value))
                 except json.JSONDecodeError as exc:
@@ -289,134 +272,6 @@ def _exported_names(tools: Sequence[Mapping[str, Any]], fmt: str) -> list[str]:
 def _description(tool: Mapping[str, Any]) -> str:
     return str(tool.get("description") or tool.get("title") or "")
 
-
-def _base_type(schema: Mapping[str, Any]) -> str | None:
-    """The one non-null JSON type of a schema, or None when it has none or several."""
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kinds = [k for k in kind if k != "null"]
-        return kinds[0] if len(kinds) == 1 and isinstance(kinds[0], str) else None
-    if isinstance(kind, str):
-        return kind
-    if "properties" in schema:
-        return "object"
-    if "items" in schema:
-        return "array"
-    return None
-
-
-def _expressible(schema: Any) -> bool:
-    """Whether a schema fits both OpenAI strict mode and Gemini's subset: typed, closed objects, no composition."""
-    if not isinstance(schema, Mapping) or _COMPOSITION & schema.keys():
-        return False
-    kind = _base_type(schema)
-    if kind == "object":
-        props = schema.get("properties")
-        return (
-            isinstance(props, Mapping)
-            and bool(props)
-            and schema.get("additionalProperties", False) is False
-            and all(_expressible(p) for p in props.values())
-        )
-    if kind == "array":
-        return _expressible(schema.get("items"))
-    return kind in _PRIMITIVES
-
-
-def _strict_root(schema: Mapping[str, Any]) -> bool:
-    props = schema.get("properties") or {}
-    return (
-        not _COMPOSITION & schema.keys()
-        and schema.get("additionalProperties", False) is False
-        and all(_expressible(p) for p in props.values())
-    )
-
-
-def _with_notes(description: Any, notes: list[str]) -> str:
-    return " ".join(part for part in [str(description or "").strip(), *notes] if part)
-
-
-def _notes(schema: Mapping[str, Any], keep: frozenset[str] = frozenset()) -> list[str]:
-    return [
-        note for key, render in _NOTES.items() if key in schema and key not in keep and (note := render(schema[key]))
-    ]
-
-
-def _enum(schema: Mapping[str, Any]) -> list[Any] | None:
-    if "const" in schema:
-        return [schema["const"]]
-    values = schema.get("enum")
-    return list(values) if isinstance(values, list) else None
-
-
-def _openai_strict(schema: Mapping[str, Any], *, nullable: bool) -> dict[str, Any]:
-    kind = _base_type(schema)
-    assert kind is not None  # only called on expressible schemas
-    out: dict[str, Any] = {"type": [kind, "null"] if nullable else kind}
-    notes = _notes(schema)
-    if nullable:
-        notes.append(NULL_NOTE)
-    if description := _with_notes(schema.get("description"), notes):
-        out["description"] = description
-    if kind == "object":
-        props = schema.get("properties") or {}
-        required = set(schema.get("required", []))
-        out["properties"] = {k: _openai_strict(p, nullable=k not in required) for k, p in props.items()}
-        out["required"] = list(props)
-        out["additionalProperties"] = False
-    elif kind == "array":
-        out["items"] = _openai_strict(schema["items"], nullable=False)
-    elif (values := _enum(schema)) is not None:
-        out["enum"] = values + [None] if nullable and None not in values else values
-    return out
-
-
-def _openai_loose(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The schema as given, with the formats OpenAI refuses even outside strict mode moved into descriptions."""
-    out = copy.deepcopy(dict(schema))
-    for node in subschemas(out):
-        fmt = node.get("format")
-        if fmt is not None and fmt not in OPENAI_FORMATS:
-            del node["format"]
-            node["description"] = _with_notes(node.get("description"), [_NOTES["format"](fmt)])
-    return out
-
-
-def _gemini(schema: Mapping[str, Any]) -> dict[str, Any]:
-    kind = _base_type(schema)
-    assert kind is not None  # only called on expressible schemas
-    out: dict[str, Any] = {"type": kind.upper()}
-    keep = frozenset({"format"}) if kind == "string" and schema.get("format") in GEMINI_FORMATS else frozenset()
-    notes = _notes(schema, keep)
-    values = _enum(schema)
-    if values is not None and not (kind == "string" and all(isinstance(v, str) for v in values)):
-        notes.append(f"One of: {', '.join(json.dumps(v) for v in values)}.")
-        values = None
-    if description := _with_notes(schema.get("description"), notes):
-        out["description"] = description
-    if isinstance(schema.get("type"), list) and "null" in schema["type"]:
-        out["nullable"] = True
-    if keep:
-        out["format"] = schema["format"]
-    if kind == "object":
-        props = schema["properties"]
-        out["properties"] = {k: _gemini(p) for k, p in props.items()}
-        if required := [k for k in props if k in set(schema.get("required", []))]:
-            out["required"] = required
-    elif kind == "array":
-        out["items"] = _gemini(schema["items"])
-    elif values is not None:
-        out["format"] = "enum"
-        out["enum"] = values
-    return out
-
-
-def _gemini_json_string(schema: Mapping[str, Any]) -> dict[str, Any]:
-    if _base_type(schema) == "object":
-        note = 'Send it as a JSON object written as a string, e.g. {"name": "value"}.'
-    else:
-        note = "Send the value as JSON text in a string."
-    return {"type": "STRING", "description": _with_notes(schema.get("description"), [note])}
 
 
 def _drop_nulls(arguments: Mapping[str, Any]) -> dict[str, Any]:

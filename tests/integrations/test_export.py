@@ -9,9 +9,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from flora_mcp.core.results import OUTPUT_SCHEMA
+from flora_mcp.integrations._dialects import NULL_NOTE
 from flora_mcp.integrations.export import (
     FORMATS,
-    NULL_NOTE,
     OPENAI_DESCRIPTION_LIMIT,
     anthropic_tools,
     export_name,
