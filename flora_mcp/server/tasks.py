@@ -35,7 +35,8 @@ from flora_mcp.core.tool_names import RUN
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.server.confirm import answer_of, can_ask, form_schema
 from flora_mcp.server.roots import roots_of
-from flora_mcp.server.task_store import TaskEntry, TaskStore
+from flora_mcp.server.task_entry import TaskEntry
+from flora_mcp.server.task_store import TaskStore
 
 __all__ = ["TASKS_VERSION", "install_tasks", "task_capable"]
 

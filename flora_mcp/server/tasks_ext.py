@@ -29,7 +29,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.server.confirm import CONFIRM_INPUT, answer_of, can_ask, form_schema
 from flora_mcp.server.roots import roots_of
-from flora_mcp.server.task_store import TaskEntry, TaskStore
+from flora_mcp.server.task_entry import TaskEntry
+from flora_mcp.server.task_store import TaskStore
 from flora_mcp.server.tasks import task_capable
 
 __all__ = ["SHAPE", "TASK_AFTER", "TASKS_EXTENSION", "declared", "install_tasks_extension"]

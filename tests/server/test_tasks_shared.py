@@ -10,7 +10,8 @@ import pytest
 
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox, serve_sandbox
-from flora_mcp.server.task_store import TaskEntry, TaskStore
+from flora_mcp.server.task_entry import TaskEntry
+from flora_mcp.server.task_store import TaskStore
 from flora_mcp.server.tasks import TASKS_VERSION
 from tests.support import sandbox_config, settings_for
 
