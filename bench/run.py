@@ -17,6 +17,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -52,24 +53,36 @@ async def main(args: argparse.Namespace) -> int:
     repeats = 1 if args.quick else 3
     started = time.perf_counter()
     only = set(args.only or SECTIONS)
-    if "startup" in only:
+    took: list[str] = []
+
+    async def section(name: str, run: Callable[[], Awaitable[object]]) -> None:
+        if name in only:
+            began = time.perf_counter()
+            await run()
+            took.append(f"{name} {time.perf_counter() - began:.0f} s")
+
+    async def startup() -> None:
         spawns = await bench_startup(report, sizes, repeats)
         bench_size_and_memory(report, spawns, max(sizes))
-    if "overhead" in only:
-        await bench_overhead(report, args.quick)
-    if "polling" in only:
-        await bench_polling(report, args.quick)
-    if "hosted" in only:
+
+    async def hosted() -> None:
         from hosted import bench_hosted
 
         await bench_hosted(report, args.quick)
-    if "scale" in only:
+
+    async def scale() -> None:
         from scale import bench_scale
 
         await bench_scale(report, args.quick)
+
+    await section("startup", startup)
+    await section("overhead", lambda: bench_overhead(report, args.quick))
+    await section("polling", lambda: bench_polling(report, args.quick))
+    await section("hosted", hosted)
+    await section("scale", scale)
     failed = [name for name, ok, _ in report.verdicts if not ok]
     report.say(f"Targets: {len(report.verdicts) - len(failed)} of {len(report.verdicts)} PASS; "
-               f"{time.perf_counter() - started:.0f} s in all.")
+               f"{time.perf_counter() - started:.0f} s in all ({', '.join(took)}).")
     for name in failed:
         report.say(f"- FAIL: {name}: {report.reason(name)}")
     command = " ".join(["nice -n 10 .venv/bin/python bench/run.py", *sys.argv[1:]])
