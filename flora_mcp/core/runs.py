@@ -220,20 +220,22 @@ class RunManager:
                        reservation: Reservation, phase: CallPhase) -> ToolResult:
         technique = tool.technique
         key = f"flora-mcp-{uuid.uuid4().hex}"
+        await progress.report(0.0, "submitting")
         with self._record.before_send():
             await self._record.submitting(key, tool.name, technique, inputs, budget_session=reservation.session)
         started = time.time()
-        await progress.report(0.0, "submitting")
         run: Run | None = None
         failure: APIError | None = None
         found = Found()
         # Shielded: once the request may be out, the client giving up must not cost us the run id.
         with anyio.CancelScope(shield=True):
-            with self._record.before_send():
-                await self.ledger.hold(reservation, key)
-            phase.sending()
+            # In flight from its row on (no await in between): a concurrent lost answer's recovery waits for this
+            # create instead of counting its row, whose request has not left yet, as one more lost create.
             self.recovery.sending(key, technique.technique_id)
             try:
+                with self._record.before_send():
+                    await self.ledger.hold(reservation, key)
+                phase.sending()
                 run = await self.client.create_run(
                     technique, inputs, idempotency_key=key, workspace_id=self.settings.workspace_id,
                     callback_url=self.completions.callback_url if self.completions is not None else None)

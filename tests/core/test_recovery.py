@@ -5,6 +5,7 @@ The sandbox's `when="after"` faults run the real create (a run IS made and charg
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,36 @@ async def test_adopted_runs_are_the_keys_own_not_a_hosted_principals(sandbox: Sa
     assert peek.status == "invalid" and peek.error_code == "run_not_found"
     assert {r["run_id"] for r in operators if r["idempotency_key"].startswith("adopted-")} == {
         r.run_id for r in sandbox.runs}
+
+
+@pytest.mark.anyio
+async def test_a_call_whose_row_is_written_but_whose_create_has_not_left_is_not_a_lost_answer(
+    sandbox: Sandbox,
+) -> None:
+    # A second call of the technique is held up between its start and its create request (here: its progress
+    # notification is slow, as a client reading stdio slowly makes it). A lost answer meanwhile must still be
+    # matched alone: the held-up call's row, if it is written, is a create about to leave, not a second lost one.
+    entered, release = anyio.Event(), anyio.Event()
+
+    async def slow_progress(value: float, message: str) -> None:
+        if not entered.is_set():
+            entered.set()
+            await release.wait()
+
+    results: dict[str, ToolResult] = {}
+    async with Toolkit(settings_for(sandbox, max_retries=0)) as kit:
+
+        async def call(text: str, **options: Any) -> None:
+            results[text] = await kit.call(TECHNIQUE, args(text), **options)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(call, "held world", progress=slow_progress))
+            await entered.wait()
+            sandbox.faults.inject(route="create_technique_run", when="after", kind="status", status=500)
+            await call("lost world")
+            release.set()
+    lost, held = results["lost world"], results["held world"]
+    assert lost.status == "completed", lost.summary()
+    assert inputs_of(sandbox, lost.run_id)["text"] == "lost world"
+    assert held.status == "completed" and inputs_of(sandbox, held.run_id)["text"] == "held world"
+    assert len(sandbox.runs) == 2
