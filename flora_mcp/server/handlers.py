@@ -16,6 +16,8 @@ import mcp.types as types
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from flora_mcp._version import __version__
 from flora_mcp.core.toolkit import Toolkit
@@ -33,6 +35,11 @@ from flora_mcp.server.tasks_ext import install_tasks_extension
 __all__ = ["INSTRUCTIONS", "ToolkitResolver", "create_server"]
 
 log = logging.getLogger("flora_mcp.server.handlers")
+
+def not_found(uri: str, message: str) -> MCPError:
+    """What an unknown resource gets in both eras: -32602 with the URI in `data` (SEP-2164 of 2026-07-28)."""
+    return MCPError(INVALID_PARAMS, message, data={"uri": uri})
+
 
 ToolkitResolver = Callable[[ServerRequestContext[Any]], Awaitable[Toolkit]]
 
@@ -134,10 +141,10 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
             run_id = uri.removeprefix("flora://runs/")
             entry = await toolkit.journal.get(toolkit.account, run_id)
             if entry is None:
-                raise ValueError(f"no run {run_id} in this server's journal")
+                raise not_found(uri, f"No run {run_id} in this server's journal")
             body = entry.as_dict()
         else:
-            raise ValueError(f"unknown resource {uri}")
+            raise not_found(uri, f"Unknown resource {uri}")
         # Redacted as it leaves: a row written before its key was registered (an older flora-mcp) holds it as is.
         return types.ReadResourceResult(contents=[types.TextResourceContents(
             uri=uri, mime_type="application/json", text=json.dumps(redact_value(body), indent=2))])

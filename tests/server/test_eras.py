@@ -17,7 +17,7 @@ import anyio
 import httpx
 import mcp.types as types
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.sse import sse_client
 
 from flora_mcp.core.toolkit import Toolkit
@@ -88,6 +88,11 @@ async def scenario(client: Client) -> dict[str, Any]:
     seen["run_resource"] = normalized(json.loads(run.text))  # type: ignore[union-attr]
     spend = (await client.read_resource("flora://spend")).contents[0]
     seen["spend_resource"] = normalized(json.loads(spend.text))  # type: ignore[union-attr]
+    seen["missing"] = []
+    for uri in ("flora://runs/run_0000", "flora://elsewhere"):
+        with pytest.raises(MCPError) as missing:
+            await client.read_resource(uri)
+        seen["missing"].append((missing.value.error.code, missing.value.error.data))
     return seen
 
 
@@ -130,6 +135,7 @@ async def test_both_eras_see_the_same_tools_results_and_resources(box: Sandbox, 
     assert legacy["progress"] == (True, True, True)
     assert {r["uri"] for r in legacy["resources"]} == {"flora://spend", "flora://runs/<run>"}
     assert legacy["spend_resource"]["session_spend"] > 0
+    assert legacy["missing"] == [(-32602, {"uri": "flora://runs/run_0000"}), (-32602, {"uri": "flora://elsewhere"})]
     for key in legacy:
         assert modern[key] == legacy[key], (key, json.dumps(modern[key])[:3000], json.dumps(legacy[key])[:3000])
 
