@@ -10,94 +10,25 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.abc
 import mcp.types as types
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
-from mcp.client import ClaimContext, ClientExtension, ClientRequestContext, ResultClaim
 
 from flora_mcp.core.toolkit import Toolkit
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server.confirm import CONFIRM_INPUT
-from flora_mcp.server.tasks_ext import TASK_AFTER, TASKS_EXTENSION, CreateTaskResult, GetTaskResult
+from flora_mcp.server.tasks_ext import TASK_AFTER, TASKS_EXTENSION, CreateTaskResult
 from tests.support import mcp_client, polls, posts, sandbox_env, settings_for
+from tests.tasks_client import CancelTask, TaskIdParams, Tasks, UpdateTask, UpdateTaskParams, get, until
 
 YES = types.ElicitResult(action="accept", content={"confirm": True})
 NO = types.ElicitResult(action="decline")
 MISSING_CAPABILITY = -32021
 INVALID_PARAMS = -32602
-
-
-class TaskIdParams(types.RequestParams):
-    task_id: str
-
-
-class UpdateTaskParams(TaskIdParams):
-    input_responses: dict[str, Any]
-
-
-class GetTask(types.Request[TaskIdParams, Literal["tasks/get"]]):
-    method: Literal["tasks/get"] = "tasks/get"
-    name_param = "taskId"
-
-
-class UpdateTask(types.Request[UpdateTaskParams, Literal["tasks/update"]]):
-    method: Literal["tasks/update"] = "tasks/update"
-    name_param = "taskId"
-
-
-class CancelTask(types.Request[TaskIdParams, Literal["tasks/cancel"]]):
-    method: Literal["tasks/cancel"] = "tasks/cancel"
-    name_param = "taskId"
-
-
-class Tasks(ClientExtension):
-    """The client half of the extension: declares it, and resolves a task by polling (answering input as asked)."""
-
-    identifier = TASKS_EXTENSION
-
-    def __init__(self) -> None:
-        self.seen: list[GetTaskResult] = []
-
-    def claims(self) -> list[ResultClaim[Any]]:
-        return [ResultClaim(result_type="task", model=CreateTaskResult, resolve=self.resolve)]
-
-    async def resolve(self, created: CreateTaskResult, context: ClaimContext) -> types.CallToolResult:
-        session = context.session
-        with anyio.fail_after(60):
-            while True:
-                snapshot = await get(session, created.task_id)
-                self.seen.append(snapshot)
-                if snapshot.status == "input_required":
-                    responses = {}
-                    for key, raw in (snapshot.input_requests or {}).items():
-                        request = types.ElicitRequest.model_validate(raw)
-                        answer = await session.dispatch_input_request(
-                            ClientRequestContext(session=session, request_id=key), request)
-                        responses[key] = answer.model_dump(by_alias=True, exclude_none=True)
-                    await session.send_request(UpdateTask(params=UpdateTaskParams(
-                        task_id=created.task_id, input_responses=responses)), types.EmptyResult)
-                elif snapshot.status == "completed":
-                    return types.CallToolResult.model_validate(snapshot.result)
-                elif snapshot.status in ("failed", "cancelled"):
-                    raise RuntimeError(f"task {snapshot.status}: {snapshot.status_message}")
-                await anyio.sleep((snapshot.poll_interval_ms or 100) / 1000)
-
-
-async def get(session: Any, task_id: str) -> GetTaskResult:
-    result: GetTaskResult = await session.send_request(GetTask(params=TaskIdParams(task_id=task_id)), GetTaskResult)
-    return result
-
-
-async def until(session: Any, task_id: str, done: Callable[[GetTaskResult], bool],
-                timeout: float = 30) -> GetTaskResult:
-    with anyio.fail_after(timeout):
-        while not done(snapshot := await get(session, task_id)):
-            await anyio.sleep(0.05)
-    return snapshot
 
 
 def person(answer: types.ElicitResult) -> Callable[..., Any]:
