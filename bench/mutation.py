@@ -4,12 +4,16 @@
     .venv/bin/python bench/mutation.py                      # every module below, in order (about an hour on 2 cores)
     .venv/bin/python bench/mutation.py api/retry.py         # one module (a path under flora_mcp/ or a name below)
     .venv/bin/python bench/mutation.py --survivors api/retry.py   # and print the diff of every surviving mutant
+    .venv/bin/python bench/mutation.py --postgres store/base.py   # also the storage tests' PostgreSQL cases
 
 Each module is mutated in a scratch copy of the tree (flora_mcp/, tests/, pyproject.toml with a [tool.mutmut] section
 naming that one file and its tests), so mutmut's `mutants/` folder and cache never touch the checkout. mutmut runs
 one child at a time under `nice -n 10` (the machine is shared), and for each mutant only the tests that called the
 mutated function. The report (killed / survived / timeout / no tests / score per module) goes to stdout and to
-bench/results/mutation.md. Score = killed (timeouts count as killed) / all mutants: a mutant that no selected test
+bench/results/mutation.md. The storage tests run on SQLite only unless --postgres: no module mutated here is
+PostgreSQL-only (store/postgres.py is not in the list), and each PostgreSQL case doubles a mutant's test time.
+The checkout's clients/ (with its node_modules) is linked into the copy, for the OAuth tests' oidc-provider rig.
+Score = killed (timeouts count as killed) / all mutants: a mutant that no selected test
 reaches ("no tests") counts as surviving.
 """
 
@@ -48,8 +52,16 @@ MODULES: dict[str, list[str]] = {
                         "tests/core/test_combinations.py"],
     "core/journal.py": ["tests/core/test_journal.py", "tests/core/test_journal_faults.py"],
     "core/runs.py": ["tests/core/test_runs.py", "tests/core/test_idempotency_wire.py", "tests/core/test_costs.py",
-                     "tests/core/test_translator.py"],
-    "core/recovery.py": ["tests/core/test_recovery.py", "tests/core/test_runs.py"],
+                     "tests/core/test_translator.py", "tests/core/test_runs_journal_writes.py",
+                     "tests/core/test_runs_unknown_outcome.py"],
+    "core/recovery.py": ["tests/core/test_recovery.py", "tests/core/test_runs_unknown_outcome.py",
+                         "tests/core/test_runs.py"],
+    "store/base.py": ["tests/store/test_budget_store.py", "tests/store/test_journal.py",
+                      "tests/store/test_tasks_assets_schema.py", "tests/core/test_budget.py",
+                      "tests/core/test_recovery.py"],
+    "store/sqlite.py": ["tests/store/test_budget_store.py", "tests/store/test_journal.py",
+                        "tests/store/test_tasks_assets_schema.py", "tests/core/test_journal_faults.py",
+                        "tests/store/test_two_processes.py"],
 }
 
 # mutmut's exit codes per mutant, as in mutmut.stats.status_by_exit_code.
@@ -79,12 +91,17 @@ class Score:
                 str(c.get("timeout", 0)), str(c.get("no tests", 0)), f"{self.score:.1f}%", f"{self.seconds:.0f}s"]
 
 
-def scratch_tree(module: str, tests: list[str], into: Path) -> None:
+def scratch_tree(module: str, tests: list[str], into: Path, *, postgres: bool) -> None:
     """A copy of the tree whose pyproject.toml tells mutmut to mutate `module` and run only `tests`."""
     shutil.copytree(ROOT / "flora_mcp", into / "flora_mcp", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "tests", into / "tests", ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
     for name in ("README.md", "LICENSE"):
         shutil.copy2(ROOT / name, into / name)
+    # The tests run in mutants/ (tests/ is copied there); the OAuth rig is found at <tests>/../clients/oauth.
+    for where in (into, into / "mutants"):
+        where.mkdir(exist_ok=True)
+        (where / "clients").symlink_to(ROOT / "clients", target_is_directory=True)
+    engines = '' if postgres else ', "-m", "not postgres"'
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     selection = ", ".join(json.dumps(t) for t in tests)
     pyproject += (
@@ -93,7 +110,7 @@ def scratch_tree(module: str, tests: list[str], into: Path) -> None:
         f"only_mutate = [{json.dumps('flora_mcp/' + module)}]\n"
         f"pytest_add_cli_args_test_selection = [{selection}]\n"
         # The suite's own addopts plus no cache and no xdist: mutmut runs pytest in-process, one test file set.
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-x", "-q"]\n'
+        f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-x", "-q"{engines}]\n'
         "mutate_only_covered_lines = false\n"
         "use_git_change_detection = false\n"
     )
@@ -118,7 +135,7 @@ def read_results(tree: Path, module: str) -> tuple[dict[str, int], list[str]]:
     return counts, sorted(survivors)
 
 
-def run_module(module: str, tests: list[str], *, show: bool, keep: Path | None) -> Score:
+def run_module(module: str, tests: list[str], *, show: bool, keep: Path | None, postgres: bool = False) -> Score:
     missing = [t for t in tests if not (ROOT / t).exists()]
     tests = [t for t in tests if t not in missing]
     if missing:
@@ -128,7 +145,7 @@ def run_module(module: str, tests: list[str], *, show: bool, keep: Path | None) 
         shutil.rmtree(base)
     base.mkdir(parents=True, exist_ok=True)
     try:
-        scratch_tree(module, tests, base)
+        scratch_tree(module, tests, base, postgres=postgres)
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FLORA_API_KEY")}
         env["COLUMNS"] = "120"
         started = time.monotonic()
@@ -157,6 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", help="paths under flora_mcp/ (default: every module in MODULES)")
     parser.add_argument("--survivors", action="store_true", help="print the diff of every surviving mutant")
+    parser.add_argument("--postgres", action="store_true", help="also run the storage tests' PostgreSQL cases")
     parser.add_argument("--keep", type=Path, help="keep each scratch tree (and mutmut's cache) under this folder")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "mutation.md")
     args = parser.parse_args()
@@ -170,7 +188,8 @@ def main() -> None:
     print(lines[0], flush=True)
     print(lines[1], flush=True)
     for module in chosen:
-        score = run_module(module, MODULES[module], show=args.survivors, keep=args.keep)
+        score = run_module(module, MODULES[module], show=args.survivors, keep=args.keep,
+                           postgres=args.postgres)
         line = "| " + " | ".join(score.row()) + " |"
         lines.append(line)
         print(line, flush=True)

@@ -123,3 +123,70 @@ async def test_a_dead_processes_run_hold_is_settled_when_the_run_is_next_seen(st
     another = ledger_on(store, scope="acct", session_budget=0.10)  # another replica, the same principal
     await another.charge("orphan", 0.04)  # it polled the run: FLORA charged 0.04, the hold is settled
     assert await another.totals() == (pytest.approx(0.04), 0.0)
+
+
+async def test_a_refusal_by_the_per_call_cap_says_what_the_session_has_left_after_charges_and_holds(
+    store: Store,
+) -> None:
+    ledger = ledger_on(store, max_cost_per_call=0.5, session_budget=1.0)
+    await submitted(ledger, await admitted(ledger), "charged")
+    await ledger.charge("charged", 0.05)
+    await submitted(ledger, await admitted(ledger), "held")  # 0.05 charged, 0.05 held: 0.90 left
+    dear = CCTV.model_copy(update={"run_cost": 0.6})
+    refused = await ledger.admit("cctv-cam", dear, 1, day_start=0.0)
+    assert isinstance(refused, ToolResult) and refused.error_code == "cost_cap_exceeded"
+    assert "FLORA_MAX_COST_PER_CALL" in (refused.error_message or "")
+    assert "$0.90 of the session budget remains" in (refused.error_message or "")
+
+
+async def test_the_daily_budget_refusal_names_itself_even_when_the_session_budget_has_exactly_the_price_left(
+    store: Store,
+) -> None:
+    earlier = ledger_on(store, scope="acct/earlier")
+    await submitted(earlier, await admitted(earlier), "k0")
+    await earlier.charge("k0", 0.06)  # today's earlier session: 0.04 of the day's 0.10 is left
+    ledger = ledger_on(store, scope="acct/now", session_budget=0.05, daily_budget=0.10)
+    refused = await ledger.admit("cctv-cam", CCTV, 1, day_start=0.0)  # the session has 0.05 left: the day refuses
+    assert isinstance(refused, ToolResult) and refused.status == "invalid"
+    assert refused.error_code == "cost_cap_exceeded" and refused.technique is not None
+    assert refused.error_message == ("This call costs $0.05, above what remains of FLORA_PRINCIPAL_BUDGET "
+                                     "($0.10 a day): $0.04 is left today (UTC).")
+    assert refused.next_step == ("Nothing was submitted. The budget renews at midnight UTC; ask the operator to "
+                                 "raise it, or choose a cheaper call.")
+    assert await ledger.totals() == (0.0, 0.0)  # a refused call holds nothing
+
+
+async def test_a_call_of_unknown_price_is_refused_by_the_daily_budget_saying_so(store: Store) -> None:
+    unpriced = CCTV.model_copy(update={"run_cost": None})
+    refused = await ledger_on(store, daily_budget=5.0).admit("x", unpriced, 1, day_start=0.0)
+    assert isinstance(refused, ToolResult) and refused.error_code == "cost_cap_exceeded"
+    assert (refused.error_message or "").startswith("This call costs an unknown price, above what remains of "
+                                                    "FLORA_PRINCIPAL_BUDGET ($5.00 a day): $5.00 is left today")
+
+
+async def test_without_caps_a_call_of_unknown_or_zero_price_holds_nothing(store: Store) -> None:
+    ledger = ledger_on(store)
+    for price in (None, 0.0):
+        technique = CCTV.model_copy(update={"run_cost": price})
+        reservation = await ledger.admit("x", technique, 2, day_start=0.0)
+        assert isinstance(reservation, Reservation)
+        assert await ledger.totals() == (0.0, 0.0)  # flora_spend shows nothing held while it runs
+        await submitted(ledger, reservation, f"k-{price}")
+        assert await ledger.totals() == (0.0, 0.0)
+        await ledger.close(reservation)
+
+
+async def test_flora_spend_reports_spend_holds_and_totals_to_the_millionth(store: Store) -> None:
+    ledger = ledger_on(store, max_cost_per_call=0.5, session_budget=2.0)
+    await submitted(ledger, await admitted(ledger), "k1")
+    await ledger.charge("k1", 0.1234567)
+    odd = CCTV.model_copy(update={"run_cost": 0.0500004})
+    reservation = await ledger.admit("cctv-cam", odd, 1, day_start=0.0)
+    assert isinstance(reservation, Reservation)
+    await submitted(ledger, reservation, "k2")
+    report = await ledger.report([{"technique_name": "CCTV Cam", "charged": 0.1234567},
+                                  {"technique_name": "Old", "charged": 0.2000004}])
+    assert report == {"session_spend": 0.123457, "held": 0.05, "total_charged": 0.323457,
+                      "by_technique": report["by_technique"],
+                      "caps": {"max_cost_per_call": 0.5, "session_budget": 2.0},
+                      "summary": "This session spent $0.1235."}
