@@ -8,6 +8,7 @@ sandboxes can be shared by the tests of a module.
 
 from __future__ import annotations
 
+import os
 import select
 import subprocess
 import sys
@@ -102,8 +103,12 @@ def hosted_on(box: Box, **env: str) -> Iterator[str]:
 
 def stdio_target(box: Box, **env: str) -> list[str]:
     """A client's arguments that make it spawn flora-mcp over stdio, with only this environment (and the SDK's
-    safe defaults): what a user's client config gives a server."""
-    pairs = [item for key, value in server_environment(box, **env).items() for item in ("--env", f"{key}={value}")]
+    safe defaults): what a user's client config gives a server. PYTHONPATH too, when the tests have one, so that the
+    server is the code under test (an editable install may point at another checkout)."""
+    values = server_environment(box, **env)
+    if os.environ.get("PYTHONPATH"):
+        values["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    pairs = [item for key, value in values.items() for item in ("--env", f"{key}={value}")]
     return [*pairs, "--", *flora_mcp_command()]
 
 
