@@ -77,11 +77,12 @@ class NodeTools:
         """clients/sdk_client.mjs: the TypeScript SDK's Client; prints one JSON report."""
         return self.run([str(NODE_BIN / "node"), str(SDK_CLIENT), *args], timeout=timeout)
 
-    def conformance(self, url: str, scenario: str, out_dir: Path) -> tuple[subprocess.CompletedProcess[str],
-                                                                             list[dict[str, Any]]]:
-        """Run one server scenario of the conformance suite; its checks as the suite saved them."""
+    def conformance(self, url: str, scenario: str, out_dir: Path, spec_version: str, *extra: str,
+                    ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+        """Run one server scenario of the conformance suite at a protocol revision (its wire: the 2025 handshake or
+        2026's per-request `_meta`); its checks as the suite saved them."""
         proc = self.run([str(NODE_BIN / "conformance"), "server", "--url", url, "--scenario", scenario,
-                         "--output-dir", str(out_dir)])
+                         "--spec-version", spec_version, "--output-dir", str(out_dir), *extra])
         saved = sorted(out_dir.glob("*/checks.json"))
         checks = json.loads(saved[-1].read_text()) if saved else []
         return proc, checks
