@@ -29,6 +29,7 @@ options:
   --arg KEY=VALUE      tool argument (repeatable)
   --answer A           accept | accept-no (the form sent back with confirm=false) | decline | cancel
   --cancel             (task) cancel the task once it exists
+  --no-elicitation     declare no elicitation and set no handler for it (a client that cannot ask the person)
   --timeout MS         request timeout (default 60000)
 
 Prints one JSON object. Exit status: 0 when the scenario ran to its end (whatever the server answered), 1 when the
@@ -62,6 +63,7 @@ try {
       arg: { type: "string", multiple: true },
       answer: { type: "string", default: "accept" },
       cancel: { type: "boolean", default: false },
+      "no-elicitation": { type: "boolean", default: false },
       timeout: { type: "string", default: "60000" },
       help: { type: "boolean", default: false },
     },
@@ -89,7 +91,7 @@ const timeout = Number.parseInt(opts.timeout, 10);
 const toolArgs = pairs(opts.arg, "=");
 
 const INFO = { name: "flora-mcp-ts2-client", version: "1.0.0" };
-const CAPABILITIES = { elicitation: { form: {} } };
+const CAPABILITIES = opts["no-elicitation"] ? {} : { elicitation: { form: {} } };
 
 function makeTransport() {
   if (opts.url) {
@@ -127,7 +129,9 @@ function person(params, how) {
 
 async function connect(options = {}) {
   const client = new Client(INFO, { versionNegotiation: { mode: "auto" }, capabilities: CAPABILITIES, ...options });
-  client.setRequestHandler("elicitation/create", async (request) => person(request.params, "elicitation/create"));
+  if (!opts["no-elicitation"]) {
+    client.setRequestHandler("elicitation/create", async (request) => person(request.params, "elicitation/create"));
+  }
   report.client_errors = [];
   client.onerror = (error) => report.client_errors.push(String(error?.message ?? error));
   const transport = makeTransport();

@@ -59,6 +59,12 @@ def test_form_elicitation_confirms_the_spending(node_tools: NodeTools, quick_box
     assert shown["requestedSchema"]["required"] == ["confirm"]
     data = structured(report["result"])
     assert report["result"]["isError"] is False and data["status"] == status and data.get("error_code") == code
+    if runs:  # what a 2025 client gets of a result: the output as a link, and a small preview marked in _meta
+        [output] = data["outputs"]
+        _, link, preview = report["result"]["content"]
+        assert (link["type"], link["uri"], link["mimeType"]) == ("resource_link", output["url"], "image/png")
+        assert preview["type"] == "image" and preview["_meta"] == {"output_id": "qr_code", "preview": True}
+        assert "annotations" not in preview
     assert quick_box.posts(content) == runs
 
 

@@ -114,6 +114,19 @@ def test_the_person_answers_inside_the_input_required_rounds(node_tools: NodeToo
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_client_that_cannot_ask_is_refused_and_nothing_runs(node_tools: NodeTools, quick_box: Box,
+                                                              confirming: dict[str, str], transport: str) -> None:
+    content = f"ts2 cannot ask {transport}"
+    report = ts2(node_tools, "confirm", target(quick_box, transport, confirming), "--no-elicitation",
+                 "--arg", f"content={content}")
+    data = structured(report["result"])
+    assert report["result"]["isError"] is True and report["shown"] == []
+    assert data["error_code"] == "confirmation_unavailable" and "cannot ask them" in data["error_message"]
+    assert "FLORA_CONFIRM_ABOVE" in data["next_step"]
+    assert quick_box.posts(content) == 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_tampered_or_replayed_request_state_is_refused(node_tools: NodeTools, quick_box: Box,
                                                          confirming: dict[str, str], transport: str) -> None:
     content = f"ts2 state {transport}"
