@@ -27,6 +27,7 @@ from flora_mcp.server import identity
 from flora_mcp.server.confirm import ConfirmationRounds, request_state_boundary
 from flora_mcp.server.identity import INSTRUCTIONS
 from flora_mcp.server.notifications import ToolListNotifier
+from flora_mcp.server.prepared import PreparedTools, prepared_slot, prepared_tools_middleware
 from flora_mcp.server.roots import roots_of
 from flora_mcp.server.task_store import TaskStore
 from flora_mcp.server.tasks import install_tasks
@@ -62,14 +63,14 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
             of this process's own when None.
     """
     # Per toolkit, and gone with it: a hosted server builds one toolkit per user key.
-    tool_cache: weakref.WeakKeyDictionary[Toolkit, _Listed] = weakref.WeakKeyDictionary()
+    tool_cache: weakref.WeakKeyDictionary[Toolkit, PreparedTools] = weakref.WeakKeyDictionary()
     notifier = notifier or ToolListNotifier()
     rounds = ConfirmationRounds()
 
-    def listed(toolkit: Toolkit, definitions: list[dict[str, Any]]) -> _Listed:
+    def listed(toolkit: Toolkit, definitions: list[dict[str, Any]]) -> PreparedTools:
         cached = tool_cache.get(toolkit)
         if cached is None or cached.definitions is not definitions:
-            cached = tool_cache[toolkit] = _Listed(definitions)
+            cached = tool_cache[toolkit] = PreparedTools(definitions)
         return cached
 
     async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -77,8 +78,8 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         toolkit = await resolve(ctx)
         notifier.remember(ctx, toolkit)
         cached = listed(toolkit, await toolkit.wait_for_tool_definitions())
-        return types.ListToolsResult(tools=cached.tools, ttl_ms=identity.tools_list_ttl_ms(toolkit.settings),
-                                     cache_scope="private")
+        ttl_ms = identity.tools_list_ttl_ms(toolkit.settings)
+        return types.ListToolsResult(tools=_tools_for(cached, ctx), ttl_ms=ttl_ms, cache_scope="private")
 
     def input_schema(name: str) -> dict[str, Any] | None:
         """A tool's input schema for the SDK's `Mcp-Param-*` checks of a 2026 HTTP `tools/call`, without running
@@ -171,13 +172,18 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
     tasks = TaskStore()
     tasks.attach(server)
     install_tasks(server, resolve, tasks)
-    return install_tasks_extension(server, resolve, tasks)
+    install_tasks_extension(server, resolve, tasks)
+    server.middleware.append(prepared_tools_middleware)  # innermost: the tasks' marks go on the prepared tools
+    return server
 
 
-class _Listed:
-    """One toolkit's tool definitions as MCP `Tool`s, and each tool's input schema by name."""
-
-    def __init__(self, definitions: list[dict[str, Any]]) -> None:
-        self.definitions = definitions
-        self.tools = [types.Tool.model_validate(d) for d in definitions]
-        self.schemas: dict[str, dict[str, Any]] = {d["name"]: d["inputSchema"] for d in definitions}
+def _tools_for(prepared: PreparedTools, ctx: ServerRequestContext[Any]) -> list[types.Tool]:
+    """Empty when prepared_tools_middleware puts the prepared tools in; else every tool, for the SDK to dump."""
+    slot = prepared_slot()
+    if slot is not None:
+        try:
+            slot.append(prepared.wire(ctx.protocol_version))
+            return []
+        except Exception:
+            pass  # the SDK's own dump of the tools then says what is wrong
+    return prepared.tools
