@@ -1,0 +1,165 @@
+"""The schema GETs over kept-alive connections (api/_keepalive.py), against a real HTTP/1.1 server on loopback that
+answers each request as the test says: bodies framed every way, connections reused, closed while idle, or dropped."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+import httpx
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from flora_mcp.api._keepalive import usable_for
+from flora_mcp.api.client import FloraClient
+from flora_mcp.api.errors import APIConnectionError, NotFoundError
+from flora_mcp.api.retry import RetryPolicy
+
+TECHNIQUE = {"technique_id": "tech_1", "slug": "one", "name": "One", "inputs": [{"id": "prompt", "type": "text"}],
+             "outputs": [{"id": "result", "type": "text"}], "run_cost": 0.01}
+Answer = Callable[[int], bytes]
+"""The raw response to the n-th request of the server (from 0)."""
+
+
+def framed(body: bytes, *, status: str = "200 OK", extra: str = "", chunked: bool = False) -> bytes:
+    if chunked:
+        middle = len(body) // 2
+        parts = [body[:middle], body[middle:]]
+        payload = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in parts) + b"0\r\n\r\n"
+        return f"HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n{extra}\r\n".encode() + payload
+    return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+@dataclass
+class Server:
+    port: int
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def http_server(answer: Answer, *, close_after: int | None = None) -> AsyncIterator[Server]:
+    """A server that answers with `answer(n)`; each connection closes after `close_after` answers (never: None)."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    server = Server(port=listener.extra(anyio.abc.SocketAttribute.local_port))
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        server.connections += 1
+        reader = BufferedByteReceiveStream(stream)
+        answered = 0
+        async with stream:
+            while close_after is None or answered < close_after:
+                try:
+                    head = await reader.receive_until(b"\r\n\r\n", 65536)
+                except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError):
+                    return
+                server.requests.append(head)
+                raw = answer(len(server.requests) - 1)
+                if raw:
+                    await stream.send(raw)
+                answered += 1
+                if not raw or b"Connection: close" in raw:
+                    return
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        try:
+            yield server
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def client_for(server: Server, **options: object) -> FloraClient:
+    return FloraClient(api_key="sk_live_test", base_url=f"http://127.0.0.1:{server.port}/api/v1",
+                       retry=RetryPolicy(max_retries=0), **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("style", ["length", "chunked", "gzip", "close"])
+async def test_every_framing_reads_the_same_technique(style: str) -> None:
+    body = json.dumps(TECHNIQUE).encode()
+    raw = {"length": framed(body), "chunked": framed(body, chunked=True),
+           "gzip": framed(gzip.compress(body), extra="Content-Encoding: gzip\r\n"),
+           "close": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body}[style]
+    async with http_server(lambda n: raw) as server, client_for(server) as client:
+        first = await client.get_technique("one")
+        second = await client.get_technique("one")
+    assert first.slug == second.slug == "one" and [i.id for i in first.inputs or []] == ["prompt"]
+    assert server.connections == (2 if style == "close" else 1)  # kept alive unless the server closes
+
+
+@pytest.mark.anyio
+async def test_the_request_is_httpx_own() -> None:
+    body = json.dumps(TECHNIQUE).encode()
+    async with http_server(lambda n: framed(body)) as server, client_for(server) as client:
+        await client.get_technique("a/b c")
+        sent = await client._http.get("techniques/x")  # httpx's own request, for the headers it sends
+        assert sent.status_code == 200
+    ours, httpx_own = server.requests
+    assert ours.split(b"\r\n")[0] == b"GET /api/v1/techniques/a%2Fb%20c HTTP/1.1"
+    assert ours.split(b"\r\n")[1:] == httpx_own.split(b"\r\n")[1:]  # Host, Accept-Encoding, key, User-Agent...
+
+
+@pytest.mark.anyio
+async def test_concurrent_gets_open_connections_and_keep_them() -> None:
+    body = json.dumps(TECHNIQUE).encode()
+    async with http_server(lambda n: framed(body)) as server, client_for(server) as client:
+        for _ in range(2):
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(client.get_technique, "one")
+    assert len(server.requests) == 16
+    assert 1 < server.connections <= 8  # the second round reused the first round's connections
+
+
+@pytest.mark.anyio
+async def test_a_connection_closed_while_idle_is_replaced_without_an_error() -> None:
+    body = json.dumps(TECHNIQUE).encode()
+    async with http_server(lambda n: framed(body), close_after=1) as server, client_for(server) as client:
+        await client.get_technique("one")
+        await anyio.sleep(0.05)  # the server has closed the connection meanwhile
+        await client.get_technique("one")
+    assert server.connections == 2 and len(server.requests) == 2
+
+
+@pytest.mark.anyio
+async def test_an_error_status_is_the_clients_error_as_before() -> None:
+    envelope = json.dumps({"error": {"code": "not_found", "message": "No such technique."}}).encode()
+    async with http_server(lambda n: framed(envelope, status="404 Not Found")) as server, \
+            client_for(server) as client:
+        with pytest.raises(NotFoundError, match="No such technique"):
+            await client.get_technique("gone")
+    assert len(server.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_a_body_cut_short_is_a_connection_error() -> None:
+    async with http_server(lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{}") \
+            as server, client_for(server) as client:
+        with pytest.raises(APIConnectionError, match="complete message body"):
+            await client.get_technique("one")
+
+
+@pytest.mark.anyio
+async def test_nothing_answered_on_a_new_connection_is_a_connection_error() -> None:
+    async with http_server(lambda n: b"") as server, client_for(server) as client:
+        with pytest.raises(APIConnectionError, match="without sending a response"):
+            await client.get_technique("one")
+    assert server.connections == 1  # a new connection is not asked again
+
+
+def test_only_direct_http_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert usable_for("https://app.flora.ai/api/v1") and usable_for("http://127.0.0.1:1/api/v1")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert not usable_for("https://app.flora.ai/api/v1")  # httpx would go through the proxy: so does the client
+    assert FloraClient(api_key="k", base_url="https://app.flora.ai/api/v1")._gets is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=TECHNIQUE))
+    assert FloraClient(api_key="k", base_url="https://app.flora.ai/api/v1", transport=transport)._gets is None
