@@ -98,26 +98,39 @@ class SpendLedger:
                        next_step="Nothing was submitted. The budget renews at midnight UTC; ask the operator to raise "
                                  "it, or choose a cheaper call.")
 
-    async def hold(self, reservation: Reservation, key: str) -> None:
-        """A run's create is leaving: its share of the call's reservation is held under its key."""
+    def share(self, reservation: Reservation) -> tuple[str, float]:
+        """A run's create is about to leave: its share of the call's reservation, taken from what is left, as the
+        `hold` that `Store.record` writes with the run's row."""
         share = min(reservation.per_run, reservation.left)
         reservation.left -= share
-        await self.store.hold(reservation.reservation_id, key, share)
+        return reservation.reservation_id, share
 
-    async def release(self, key: str) -> None:
-        """Nothing more is to be charged for this run: FLORA refused its create, or the run ended."""
-        await self.store.release(key)
+    async def hold(self, reservation: Reservation, key: str) -> None:
+        """A run's create is leaving: its share of the call's reservation is held under its key."""
+        reservation_id, share = self.share(reservation)
+        await self.store.hold(reservation_id, key, share)
 
-    async def close(self, reservation: Reservation) -> None:
-        """The call is over: what it reserved and never submitted is free again."""
+    async def release(self, key: str, **journal: Any) -> None:
+        """Nothing more is to be charged for this run: FLORA refused its create, or the run ended. `journal`: fields
+        of the run's row written in the same step (`Store.update`)."""
+        await self.store.release(key, **journal)
+
+    async def close(self, reservation: Reservation) -> float:
+        """The call is over: what it reserved and never submitted is free again. Returns the session's spend as the
+        reservation ends, read in the same step."""
         reservation.left = 0.0
-        await self.store.close_reservation(reservation.reservation_id)
+        totals = await self.store.close_reservation(reservation.reservation_id, totals_of=self.scope)
+        assert totals is not None  # asked for
+        return totals[0]
 
-    async def charge(self, key: str, cost: float | None) -> bool:
-        """Record what FLORA says a run cost and end its hold, in one step; True when `cost` is new for the run."""
+    async def charge(self, key: str, cost: float | None, **journal: Any) -> bool:
+        """Record what FLORA says a run cost and end its hold, in one step; True when `cost` is new for the run.
+        `journal`: fields of the run's row written in the same step (`Store.update`), whatever the cost."""
         if cost is None:
+            if journal:
+                await self.store.update(key, **journal)
             return False
-        return await self.store.settle(key, cost) != cost
+        return await self.store.settle(key, cost, **journal) != cost
 
     async def report(self, by_technique: list[dict[str, Any]]) -> dict[str, Any]:
         """What flora_spend and the spend resource show: this session, holds, all-time per technique, the caps."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -24,7 +24,9 @@ from flora_mcp.api.errors import APIError
 from flora_mcp.api.models import Run, Technique
 from flora_mcp.store import JournalError, Store
 
-__all__ = ["JournalWriter"]
+__all__ = ["JournalWriter", "created_fields", "finished_fields"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("flora_mcp.core.journal")
 
@@ -63,12 +65,13 @@ class JournalWriter:
         """Seconds a store operation after the create left may take (see KEPT_WAIT)."""
         return KEPT_WAIT_FAILING if self._failing else KEPT_WAIT
 
-    async def kept(self, event: str, key: str, write: Awaitable[object], *, run_id: str | None = None) -> None:
-        """Await a store write made after the create left (a journal event, a charge, a hold ending); one that fails
-        is logged and swallowed: losing a row must never cost the agent the run it paid for."""
+    async def kept(self, event: str, key: str, write: Awaitable[T], *, run_id: str | None = None) -> T | None:
+        """Await a store write made after the create left (a journal event, a charge, a hold ending) and return what
+        it returns; one that fails is logged and swallowed (None): losing a row must never cost the agent the run it
+        paid for."""
         try:
             with anyio.fail_after(self.patience):
-                await write
+                answer = await write
         except Exception as exc:  # TimeoutError too: the write is abandoned, the answer goes on
             level = logging.DEBUG if self._failing else logging.WARNING
             self._failing = True
@@ -76,22 +79,18 @@ class JournalWriter:
                     "its answer carries the run; flora_list_runs may show it without the change until the store is "
                     "fixed", self.journal.location, type(exc).__name__, exc, event,
                     f"run {run_id}" if run_id else f"the call keyed {key}")
-        else:
-            self._failing = False
+            return None
+        self._failing = False
+        return answer
 
     async def submitting(self, key: str, tool: str, technique: Technique, inputs: Mapping[str, Any],
-                         *, budget_session: str | None = None) -> None:
-        """The create request is about to leave: the row exists before FLORA can make a run."""
+                         *, budget_session: str | None = None, hold: tuple[str, float] | None = None) -> None:
+        """The create request is about to leave: the row exists before FLORA can make a run, and with `hold` (see
+        `SpendLedger.share`) the run's hold too, in the same transaction."""
         await self.journal.record(idempotency_key=key, account=self.account, tool=tool,
                                   technique_id=technique.technique_id, technique_slug=technique.slug,
                                   technique_name=technique.name, inputs=inputs, run_cost=technique.run_cost,
-                                  budget_session=budget_session)
-
-    async def created(self, key: str, run: Run) -> None:
-        """FLORA answered the create (or the run it made was recovered): the row gets its run id."""
-        await self.kept("run id", key, self.journal.update(key, run_id=run.run_id, status=run.status,
-                                                           poll_url=run.poll_url, progress=run.progress),
-                        run_id=run.run_id)
+                                  budget_session=budget_session, hold=hold)
 
     async def create_failed(self, key: str, exc: APIError, *, run_may_exist: bool) -> None:
         """The create gave no run: `unknown` when one may exist all the same, else `error`."""
@@ -103,10 +102,15 @@ class JournalWriter:
         await self.kept("status", key, self.journal.update(key, status=run.status, progress=run.progress),
                         run_id=run.run_id)
 
-    async def finished(self, key: str, run: Run) -> None:
-        """The run ended: its outputs, or its error."""
-        await self.kept("outputs", key, self.journal.update(key, status=run.status, progress=run.progress,
-                                                            outputs=[o.model_dump() for o in run.outputs],
-                                                            error_code=run.error_code,
-                                                            error_message=run.error_message),
-                        run_id=run.run_id)
+
+def created_fields(run: Run) -> dict[str, Any]:
+    """What a row gets when FLORA answers its create (or the run it made was recovered): the run id; written with
+    the charge, if FLORA gave one, in one step (`SpendLedger.charge`)."""
+    return {"run_id": run.run_id, "status": run.status, "poll_url": run.poll_url, "progress": run.progress}
+
+
+def finished_fields(run: Run) -> dict[str, Any]:
+    """What a row gets when its run ends: its outputs, or its error; written with the charge or the hold's end in
+    one step (`SpendLedger.charge`, `SpendLedger.release`)."""
+    return {"status": run.status, "progress": run.progress, "outputs": [o.model_dump() for o in run.outputs],
+            "error_code": run.error_code, "error_message": run.error_message}

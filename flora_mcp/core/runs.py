@@ -31,7 +31,7 @@ from flora_mcp.core.combinations import expand_runs, run_count
 from flora_mcp.core.completions import Completions, Watch
 from flora_mcp.core.confirm import Confirmer
 from flora_mcp.core.confirm import gate as confirm_gate
-from flora_mcp.core.journal import JournalWriter
+from flora_mcp.core.journal import JournalWriter, created_fields, finished_fields
 from flora_mcp.core.local_files import FilePolicy, allowed_folders
 from flora_mcp.core.media_in import MediaInputs, Prepared
 from flora_mcp.core.polling import PollScheduler
@@ -123,7 +123,8 @@ class RunManager:
         `roots` gives the client's MCP roots, which then are the folders local files may come from.
         """
         result = await self._run_tool(tool, arguments, progress, phase or CallPhase(), confirm, roots)
-        result.session_spend = await self._spend_so_far()
+        if result.session_spend is None:  # not read as the call's reservation ended (a refusal, a store failing)
+            result.session_spend = await self._spend_so_far()
         return result
 
     async def _spend_so_far(self) -> float | None:
@@ -164,29 +165,39 @@ class RunManager:
             if isinstance(admitted, ToolResult):
                 return admitted
             try:
-                # After the caps (a refused call is not worth asking about), before anything is sent (an upload
-                # too); held meanwhile.
-                stopped = await confirm_gate(self.settings.confirm_above, tool.name, technique, args, count,
-                                             await self._spend_to_show(), confirm)
-                if stopped is not None:
-                    return stopped
-                reporter = CallProgress(progress)
-                uploads: list[InputUpload] = []
-                if self.media is not None and media.needs_upload:
-                    try:
-                        args, uploads = await self.media.upload(media, reporter.uploading)
-                    except FloraError as exc:
-                        return from_failure(tool.name, exc, phase, technique)
-                combos = expand_runs(args)
-                if len(combos) == 1:
-                    result = await self._run_one(tool, combos[0], reporter, admitted, phase)
-                else:
-                    result = await self._run_many(tool, combos, reporter, admitted, phase)
-                result.uploads = uploads
-                return result
+                result = await self._admitted(tool, args, media, count, admitted, progress, phase, confirm)
             finally:
                 with anyio.CancelScope(shield=True):
-                    await self._record.kept("reservation's end", admitted.reservation_id, self.ledger.close(admitted))
+                    spent = await self._record.kept("reservation's end", admitted.reservation_id,
+                                                    self.ledger.close(admitted))
+            if spent is not None:  # read with the reservation's end: one store round trip less
+                result.session_spend = round(spent, 6)
+            return result
+
+    async def _admitted(self, tool: TechniqueTool, args: dict[str, Any], media: Prepared, count: int,
+                        admitted: Reservation, progress: ProgressCallback | None, phase: CallPhase,
+                        confirm: Confirmer | None) -> ToolResult:
+        technique = tool.technique
+        # After the caps (a refused call is not worth asking about), before anything is sent (an upload too); held
+        # meanwhile.
+        stopped = await confirm_gate(self.settings.confirm_above, tool.name, technique, args, count,
+                                     await self._spend_to_show(), confirm)
+        if stopped is not None:
+            return stopped
+        reporter = CallProgress(progress)
+        uploads: list[InputUpload] = []
+        if self.media is not None and media.needs_upload:
+            try:
+                args, uploads = await self.media.upload(media, reporter.uploading)
+            except FloraError as exc:
+                return from_failure(tool.name, exc, phase, technique)
+        combos = expand_runs(args)
+        if len(combos) == 1:
+            result = await self._run_one(tool, combos[0], reporter, admitted, phase)
+        else:
+            result = await self._run_many(tool, combos, reporter, admitted, phase)
+        result.uploads = uploads
+        return result
 
     async def file_policy(self, roots: RootsProvider | None) -> FilePolicy:
         """Which local files a call may read: from the client's roots when it offers them (see `allowed_folders`)."""
@@ -221,20 +232,21 @@ class RunManager:
         technique = tool.technique
         key = f"flora-mcp-{uuid.uuid4().hex}"
         await progress.report(0.0, "submitting")
-        with self._record.before_send():
-            await self._record.submitting(key, tool.name, technique, inputs, budget_session=reservation.session)
         started = time.time()
         run: Run | None = None
         failure: APIError | None = None
         found = Found()
-        # Shielded: once the request may be out, the client giving up must not cost us the run id.
+        # Shielded from the row on: once it holds the budget, the create leaves, and once the request may be out, the
+        # client giving up must not cost us the run id.
         with anyio.CancelScope(shield=True):
-            # In flight from its row on (no await in between): a concurrent lost answer's recovery waits for this
-            # create instead of counting its row, whose request has not left yet, as one more lost create.
+            # In flight from its row on (marked before it is written): a concurrent lost answer's recovery waits for
+            # this create instead of counting its row, whose request has not left yet, as one more lost create.
             self.recovery.sending(key, technique.technique_id)
             try:
-                with self._record.before_send():
-                    await self.ledger.hold(reservation, key)
+                with self._record.before_send():  # the row and the run's hold, in one step
+                    await self._record.submitting(key, tool.name, technique, inputs,
+                                                  budget_session=reservation.session,
+                                                  hold=self.ledger.share(reservation))
                 phase.sending()
                 run = await self.client.create_run(
                     technique, inputs, idempotency_key=key, workspace_id=self.settings.workspace_id,
@@ -256,8 +268,7 @@ class RunManager:
                 self.recovery.answered(key)
             if run is not None:
                 phase.created(run.run_id)
-                await self._record.created(key, run)
-                await self._charge(key, run)
+                await self._charge(key, run, **created_fields(run))  # the run id, and a charge FLORA gave already
         if run is None:
             assert failure is not None  # a create either returns its run or raises
             return found.explain(from_failure(tool.name, failure, phase, technique))
@@ -265,8 +276,10 @@ class RunManager:
         return await self._wait(tool.name, technique, run, key, progress, phase, started=started,
                                 max_wait=self.settings.max_wait)
 
-    async def _charge(self, key: str, run: Run) -> None:
-        await self._record.kept("charge", key, self.ledger.charge(key, run.charged_cost), run_id=run.run_id)
+    async def _charge(self, key: str, run: Run, **journal: Any) -> None:
+        """The run's charge, if FLORA gave one, with `journal`'s fields of its row: one store step."""
+        await self._record.kept("run id" if "run_id" in journal else "charge", key,
+                                self.ledger.charge(key, run.charged_cost, **journal), run_id=run.run_id)
 
     # Waiting ---------------------------------------------------------------------------------------------------
 
@@ -343,12 +356,12 @@ class RunManager:
                 await progress.report(run.progress, f"{run.status} (waiting)")
 
     async def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None) -> ToolResult:
-        if key:
-            await self._record.finished(key, run)
+        if key:  # the outputs, the charge and the hold's end, in one step
             if run.charged_cost is None:
-                await self._record.kept("hold's end", key, self.ledger.release(key), run_id=run.run_id)
+                await self._record.kept("outputs", key, self.ledger.release(key, **finished_fields(run)),
+                                        run_id=run.run_id)
             else:
-                await self._charge(key, run)  # the charge is written and the hold ended in one step
+                await self._charge(key, run, **finished_fields(run))
         return from_run(tool, run, technique)
 
     # Resuming, and what the journal says -----------------------------------------------------------------------

@@ -96,26 +96,23 @@ class Store(ABC):
     async def record(self, *, idempotency_key: str, account: str, tool: str, technique_id: str,
                      technique_slug: str | None, technique_name: str, inputs: Mapping[str, Any],
                      run_cost: float | None, status: JournalStatus = "submitting",
-                     budget_session: str | None = None) -> None:
-        """Write the row of a run about to be submitted (`budget_session`: the session whose budget it spends)."""
+                     budget_session: str | None = None, hold: tuple[str, float] | None = None) -> None:
+        """Write the row of a run about to be submitted (`budget_session`: the session whose budget it spends), and
+        with `hold` (a reservation id and a share of it) the run's hold too, in the same transaction (see `hold`)."""
         now = time.time()
-        await self._write(
+        steps = [Step(
             "INSERT INTO runs (idempotency_key, account, tool, technique_id, technique_slug, technique_name, status, "
             "inputs, run_cost, created_at, updated_at, budget_session) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            idempotency_key, account, redact(tool), redact(technique_id), redact_value(technique_slug),
-            redact(technique_name), status, json.dumps(redact_value(dict(inputs))), run_cost, now, now, budget_session)
+            (idempotency_key, account, redact(tool), redact(technique_id), redact_value(technique_slug),
+             redact(technique_name), status, json.dumps(redact_value(dict(inputs))), run_cost, now, now,
+             budget_session))]
+        if hold is not None:
+            steps += _hold_steps(hold[0], idempotency_key, hold[1], now)
+        await self._transact(steps)
 
     async def update(self, idempotency_key: str, **fields: Any) -> None:
         """Set some of run_id, status, progress, outputs, charged_cost, poll_url, error_code, error_message."""
-        unknown = set(fields) - UPDATABLE
-        if unknown:
-            raise ValueError(f"not journal fields: {sorted(unknown)}")
-        fields = redact_value(fields)
-        if "outputs" in fields:
-            fields["outputs"] = json.dumps(fields["outputs"])
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        await self._write(f"UPDATE runs SET {assignments}, updated_at = ? WHERE idempotency_key = ?",
-                          *fields.values(), time.time(), idempotency_key)
+        await self._transact([_update(idempotency_key, fields)])
 
     async def get(self, account: str, run_id: str) -> JournalEntry | None:
         """The latest entry of one account's run, or None."""
@@ -243,41 +240,38 @@ class Store(ABC):
     async def hold(self, reservation_id: str, key: str, share: float) -> None:
         """A run's create is leaving: `share` of the call's reservation becomes the run's hold, kept until the run is
         charged or ends (by whichever process sees it next)."""
-        await self._transact([
-            Step("INSERT INTO budget_holds (hold_id, account, session, run_key, amount, created_at, expires_at) "
-                 "SELECT ?, account, session, ?, ?, ?, NULL FROM budget_holds WHERE hold_id = ?",
-                 (f"run-{key}", key, share, time.time(), reservation_id)),
-            Step("UPDATE budget_holds SET amount = amount - ? WHERE hold_id = ?", (share, reservation_id)),
-        ])
+        await self._transact(_hold_steps(reservation_id, key, share, time.time()))
 
-    async def release(self, key: str) -> None:
-        """Nothing more is to be charged for this run: its hold ends."""
-        await self._write("DELETE FROM budget_holds WHERE run_key = ?", key)
+    async def release(self, key: str, **fields: Any) -> None:
+        """Nothing more is to be charged for this run: its hold ends; with `fields`, the row is updated in the same
+        transaction (see `update`)."""
+        await self._transact([*([_update(key, fields)] if fields else []),
+                              Step("DELETE FROM budget_holds WHERE run_key = ?", (key,))])
 
-    async def close_reservation(self, reservation_id: str) -> None:
-        """The call is over: what it reserved and never gave a run is free again."""
-        await self._write("DELETE FROM budget_holds WHERE hold_id = ?", reservation_id)
+    async def close_reservation(self, reservation_id: str, *, totals_of: str | None = None
+                                ) -> tuple[float, float] | None:
+        """The call is over: what it reserved and never gave a run is free again. With `totals_of` (a scope), the
+        `session_totals` of that scope as the reservation ends, read in the same transaction."""
+        steps = [Step("DELETE FROM budget_holds WHERE hold_id = ?", (reservation_id,))]
+        if totals_of is not None:
+            steps.append(_totals_step(totals_of))
+        rows = await self._transact(steps)
+        return None if totals_of is None else _totals(rows[-1])
 
-    async def settle(self, key: str, cost: float) -> float | None:
-        """FLORA says the run of `key` cost `cost`: written to its row and its hold ended, in one step; the cost the
-        row had before (so a charge reported twice is counted once: spend is read from the rows)."""
+    async def settle(self, key: str, cost: float, **fields: Any) -> float | None:
+        """FLORA says the run of `key` cost `cost`: written to its row (with `fields`, as `update` writes them) and
+        its hold ended, in one step; the cost the row had before (so a charge reported twice is counted once: spend
+        is read from the rows)."""
         rows = await self._transact([
             Step("SELECT charged_cost FROM runs WHERE idempotency_key = ?", (key,), rows=True),
-            Step("UPDATE runs SET charged_cost = ?, updated_at = ? WHERE idempotency_key = ?",
-                 (cost, time.time(), key)),
+            _update(key, {**fields, "charged_cost": cost}),
             Step("DELETE FROM budget_holds WHERE run_key = ?", (key,)),
         ])
         return None if not rows[0] or rows[0][0][0] is None else float(rows[0][0][0])
 
     async def session_totals(self, scope: str) -> tuple[float, float]:
         """What the current session of `scope` was charged, and what it holds now."""
-        now = time.time()
-        session = "(SELECT session FROM budget_sessions WHERE scope = ? AND last_used >= ?)"
-        rows = await self._rows(
-            f"SELECT (SELECT COALESCE(SUM(charged_cost), 0) FROM runs WHERE budget_session = {session}), "
-            f"(SELECT COALESCE(SUM(amount), 0) FROM budget_holds WHERE session = {session} AND {_LIVE_HOLD})",
-            scope, now - SESSION_IDLE, scope, now - SESSION_IDLE, now)
-        return float(rows[0][0]), float(rows[0][1])
+        return _totals((await self._transact([_totals_step(scope)]))[0])
 
     # MCP tasks ---------------------------------------------------------------------------------------------------
 
@@ -333,6 +327,42 @@ class Store(ABC):
     async def asset_forget(self, account: str, workspace_id: str, sha256: str) -> None:
         await self._write("DELETE FROM uploaded_assets WHERE account = ? AND workspace_id = ? AND sha256 = ?",
                           account, workspace_id, sha256)
+
+
+def _update(idempotency_key: str, fields: Mapping[str, Any]) -> Step:
+    """The statement that sets some of a row's UPDATABLE fields (redacted, outputs as JSON) and its updated_at."""
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise ValueError(f"not journal fields: {sorted(unknown)}")
+    values = redact_value(dict(fields))
+    if "outputs" in values:
+        values["outputs"] = json.dumps(values["outputs"])
+    assignments = "".join(f"{name} = ?, " for name in values)
+    return Step(f"UPDATE runs SET {assignments}updated_at = ? WHERE idempotency_key = ?",
+                (*values.values(), time.time(), idempotency_key))
+
+
+def _hold_steps(reservation_id: str, key: str, share: float, now: float) -> list[Step]:
+    """`share` of a call's reservation moved into the hold of the run keyed `key`."""
+    return [
+        Step("INSERT INTO budget_holds (hold_id, account, session, run_key, amount, created_at, expires_at) "
+             "SELECT ?, account, session, ?, ?, ?, NULL FROM budget_holds WHERE hold_id = ?",
+             (f"run-{key}", key, share, now, reservation_id)),
+        Step("UPDATE budget_holds SET amount = amount - ? WHERE hold_id = ?", (share, reservation_id)),
+    ]
+
+
+def _totals_step(scope: str) -> Step:
+    """What the current session of `scope` was charged, and what it holds now: one row of two sums."""
+    now = time.time()
+    session = "(SELECT session FROM budget_sessions WHERE scope = ? AND last_used >= ?)"
+    return Step(f"SELECT (SELECT COALESCE(SUM(charged_cost), 0) FROM runs WHERE budget_session = {session}), "
+                f"(SELECT COALESCE(SUM(amount), 0) FROM budget_holds WHERE session = {session} AND {_LIVE_HOLD})",
+                (scope, now - SESSION_IDLE, scope, now - SESSION_IDLE, now), rows=True)
+
+
+def _totals(rows: list[tuple[Any, ...]]) -> tuple[float, float]:
+    return float(rows[0][0]), float(rows[0][1])
 
 
 def _entry(row: Sequence[Any]) -> JournalEntry:

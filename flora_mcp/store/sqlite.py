@@ -127,20 +127,30 @@ class SQLiteStore(Store):
                     outcomes = self._apply(batch)
                 except (sqlite3.Error, OSError) as again:
                     outcomes = [again] * len(batch)
+        # One wake-up per waiting loop, not one per operation: each is a trip through a loop that may be busy.
+        answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Rows], Rows | BaseException]]] = {}
         for job, outcome in zip(batch, outcomes, strict=True):
+            answers.setdefault(job.loop, []).append((job.future, outcome))
+        for loop, settled in answers.items():
             try:
-                job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+                loop.call_soon_threadsafe(_settle_all, settled)
             except RuntimeError:  # the caller's loop is gone: nobody is waiting
                 pass
 
     def _apply(self, batch: list[_Job]) -> list[Rows | BaseException]:
-        """The batch in one transaction; a storage failure anywhere undoes all of it and is raised."""
+        """The batch in one transaction; a storage failure anywhere undoes all of it and is raised.
+
+        Each operation runs in a savepoint of its own when others share the transaction; one alone needs none (its
+        failure rolls back the transaction, which was all its own). Each statement lets go of the GIL around its SQLite
+        calls and must take it back from a busy event loop: the fewer statements, the sooner callers hear."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")  # the write lock first: a budget check is atomic across processes too
         outcomes: list[Rows | BaseException] = []
+        alone = len(batch) == 1
         try:
             for job in batch:
-                db.execute("SAVEPOINT op")
+                if not alone:
+                    db.execute("SAVEPOINT op")
                 try:
                     rows: Rows = []
                     for step in job.steps:
@@ -149,11 +159,14 @@ class SQLiteStore(Store):
                 except (sqlite3.Error, OSError) as exc:
                     if _storage_failure(exc):
                         raise
-                    db.execute("ROLLBACK TO op")
+                    db.execute("ROLLBACK" if alone else "ROLLBACK TO op")
                     outcomes.append(exc)
+                    if alone:
+                        return outcomes
                 else:
                     outcomes.append(rows)
-                db.execute("RELEASE op")
+                if not alone:
+                    db.execute("RELEASE op")
             db.execute("COMMIT")
         except BaseException:
             try:
@@ -186,13 +199,14 @@ class SQLiteStore(Store):
                     self.location, exc, count)
 
 
-def _settle(future: asyncio.Future[Rows], outcome: Rows | BaseException) -> None:
-    if future.cancelled():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+def _settle_all(settled: list[tuple[asyncio.Future[Rows], Rows | BaseException]]) -> None:
+    for future, outcome in settled:
+        if future.cancelled():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def migrate(db: sqlite3.Connection) -> None:

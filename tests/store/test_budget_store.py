@@ -136,3 +136,30 @@ async def test_charges_before_the_day_do_not_count_against_it(store_location: st
                                      daily_budget=0.05, day_start=time.time() + 60, lease=300.0)
     assert admission.reservation_id is not None
     await store.aclose()
+
+
+async def test_a_runs_row_and_hold_are_one_step_and_its_end_writes_the_row_with_the_charge(
+        store_location: str) -> None:
+    # The steps a call makes as one transaction each (fewer round trips): the row with its hold, the run id with a
+    # charge, the outputs with the charge or the hold's end, the reservation's end with the session's totals.
+    store = open_store(store_location)
+    scope = "alice-session"
+    session, admission = await store.admit(scope=scope, account="alice", amount=0.05, session_budget=0.05,
+                                           daily_budget=None, day_start=DAY, lease=300.0)
+    reservation = admission.reservation_id
+    assert reservation is not None
+    for key in ("k1", "k2"):
+        await store.record(idempotency_key=key, account="alice", tool="cctv-cam", technique_id="tech_1",
+                           technique_slug="cctv-cam", technique_name="CCTV Cam", inputs={}, run_cost=0.02,
+                           budget_session=session, hold=(reservation, 0.02))
+    assert await store.session_totals(scope) == (0.0, pytest.approx(0.05))  # two holds and what is left
+    assert await store.settle("k1", 0.02, run_id="run_1", status="pending") is None
+    entry = await store.get_by_key("k1")
+    assert entry is not None and (entry.run_id, entry.status, entry.charged_cost) == ("run_1", "pending", 0.02)
+    await store.update("k2", run_id="run_2", status="pending")
+    await store.release("k2", status="failed", error_code="boom", outputs=[])
+    entry = await store.get_by_key("k2")
+    assert entry is not None and (entry.status, entry.error_code, entry.charged_cost) == ("failed", "boom", None)
+    assert await store.close_reservation(reservation, totals_of=scope) == (pytest.approx(0.02), 0.0)
+    assert await store.close_reservation(reservation) is None
+    await store.aclose()

@@ -66,3 +66,32 @@ async def test_recent_is_newest_first_and_filters_by_status(store_location: str)
     with pytest.raises(ValueError, match="not journal fields"):
         await j.update("k1", account="mallory")
     await j.aclose()
+
+
+async def test_an_operation_that_fails_alone_or_among_others_fails_only_itself(store_location: str) -> None:
+    # A duplicate key is refused whether its operation has the transaction to itself or shares a burst's commit
+    # (SQLite: one transaction for all that queued up, each operation in a savepoint of its own); nothing of it is
+    # kept, everything else is, and the store goes on serving.
+    import anyio
+
+    j = open_store(store_location)
+    await record(j, "k0")
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        await j.record(idempotency_key="k0", account="acct", tool="t", technique_id="tech_1", technique_slug=None,
+                       technique_name="again", inputs={}, run_cost=None, hold=("no-such-reservation", 0.01))
+    failures: list[str] = []
+
+    async def one(key: str) -> None:
+        try:
+            await record(j, key)
+        except Exception:
+            failures.append(key)
+
+    async with anyio.create_task_group() as tg:
+        for key in ["k1", "k2", "k0", "k3", "k4"]:
+            tg.start_soon(one, key)
+    assert failures == ["k0"]
+    assert await j.count("acct") == 5
+    entry = await j.get_by_key("k0")
+    assert entry is not None and entry.technique_name == "CCTV Cam"
+    await j.aclose()
