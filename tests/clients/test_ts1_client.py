@@ -28,6 +28,12 @@ def confirming(quick_box: Box) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def stateless_confirming(quick_box: Box) -> Iterator[str]:
+    with hosted_on(quick_box, "--stateless", FLORA_CONFIRM_ABOVE="0") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def slow(slow_box: Box) -> Iterator[str]:
     with hosted_on(slow_box) as url:
         yield url
@@ -76,6 +82,17 @@ def test_a_client_that_declares_no_elicitation_is_refused_and_nothing_runs(node_
     data = structured(report["result"])
     assert report["result"]["isError"] is True and report["shown"] == []
     assert data["error_code"] == "confirmation_unavailable" and "FLORA_CONFIRM_ABOVE" in data["next_step"]
+    assert quick_box.posts(content) == 0
+
+
+def test_on_stateless_http_a_2025_session_cannot_be_asked_so_it_is_refused(node_tools: NodeTools, quick_box: Box,
+                                                                         stateless_confirming: str) -> None:
+    # It declares elicitation, but a stateless server has no channel back to send elicitation/create on.
+    content = "ts1 stateless"
+    report = ts1(node_tools, "confirm", quick_box, "http", stateless_confirming, "--arg", f"content={content}")
+    data = structured(report["result"])
+    assert report["result"]["isError"] is True and report["shown"] == []
+    assert data["error_code"] == "confirmation_unavailable"
     assert quick_box.posts(content) == 0
 
 

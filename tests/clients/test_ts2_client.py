@@ -1,14 +1,15 @@
 """The TypeScript SDK v2 client (`@modelcontextprotocol/client` 2.4.0, version negotiation `auto`) and its tasks
-extension client (`@modelcontextprotocol/ext-tasks` 0.2.2) on MCP 2026-07-28, over stdio and streamable HTTP
-(clients/ts2_client.mjs): discovery, a call's blocks, the confirmation answered inside `input_required` rounds, sealed
-`requestState` refused when tampered or replayed, and tasks: unasked for a long run, followed with `tasks/get`,
-cancelled without stopping the paid run, and waiting in `input_required` for the person.
+extension client (`@modelcontextprotocol/ext-tasks` 0.2.2) on MCP 2026-07-28, over stdio and streamable HTTP (stateful,
+and stateless as hosted replicas run) (clients/ts2_client.mjs): discovery, a call's blocks, the confirmation answered
+inside `input_required` rounds, sealed `requestState` refused when tampered or replayed, and tasks: unasked for a long
+run, followed with `tasks/get`, cancelled without stopping the paid run, and waiting in `input_required` for the person.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from tests.clients.clients_support import NodeTools
 from tests.clients.ts_support import (
     INVALID_PARAMS,
     TRANSPORTS,
+    WITH_STATELESS,
     Box,
     box_fixture,
     hosted_on,
@@ -31,27 +33,34 @@ slow_box = box_fixture(TASK_AFTER + 2.5)  # every run outlasts the wait before a
 
 
 def target(box: Box, transport: str, servers: dict[str, str]) -> list[str]:
-    return stdio_target(box, **({"FLORA_CONFIRM_ABOVE": "0"} if "confirm" in servers else {})) \
-        if transport == "stdio" else ["--url", servers["url"]]
+    if transport == "stdio":
+        return stdio_target(box, **({"FLORA_CONFIRM_ABOVE": "0"} if "confirm" in servers else {}))
+    return ["--url", servers[transport]]
+
+
+@contextmanager
+def both_http(box: Box, **env: str) -> Iterator[dict[str, str]]:
+    with hosted_on(box, **env) as stateful, hosted_on(box, "--stateless", **env) as stateless:
+        yield {"http": stateful, "http-stateless": stateless}
 
 
 @pytest.fixture(scope="module")
 def confirming(quick_box: Box) -> Iterator[dict[str, str]]:
-    """A hosted flora-mcp that asks before every paid call."""
-    with hosted_on(quick_box, FLORA_CONFIRM_ABOVE="0") as url:
-        yield {"url": url, "confirm": "0"}
+    """Hosted flora-mcp servers that ask before every paid call."""
+    with both_http(quick_box, FLORA_CONFIRM_ABOVE="0") as urls:
+        yield {**urls, "confirm": "0"}
 
 
 @pytest.fixture(scope="module")
 def plain(quick_box: Box) -> Iterator[dict[str, str]]:
-    with hosted_on(quick_box) as url:
-        yield {"url": url}
+    with both_http(quick_box) as urls:
+        yield urls
 
 
 @pytest.fixture(scope="module")
 def slow(slow_box: Box) -> Iterator[dict[str, str]]:
-    with hosted_on(slow_box) as url:
-        yield {"url": url}
+    with both_http(slow_box) as urls:
+        yield urls
 
 
 def ts2(node_tools: NodeTools, scenario: str, args: list[str], *options: str) -> dict[str, Any]:
@@ -60,7 +69,7 @@ def ts2(node_tools: NodeTools, scenario: str, args: list[str], *options: str) ->
     return report
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", WITH_STATELESS)
 def test_discovery_tools_and_a_result_with_its_links(node_tools: NodeTools, quick_box: Box, plain: dict[str, str],
                                                      transport: str) -> None:
     content = f"ts2 call {transport}"
@@ -113,7 +122,7 @@ def test_the_person_answers_inside_the_input_required_rounds(node_tools: NodeToo
     assert quick_box.posts(content) == runs
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", WITH_STATELESS)
 def test_a_client_that_cannot_ask_is_refused_and_nothing_runs(node_tools: NodeTools, quick_box: Box,
                                                               confirming: dict[str, str], transport: str) -> None:
     content = f"ts2 cannot ask {transport}"
@@ -126,7 +135,7 @@ def test_a_client_that_cannot_ask_is_refused_and_nothing_runs(node_tools: NodeTo
     assert quick_box.posts(content) == 0
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", WITH_STATELESS)
 def test_a_tampered_or_replayed_request_state_is_refused(node_tools: NodeTools, quick_box: Box,
                                                          confirming: dict[str, str], transport: str) -> None:
     content = f"ts2 state {transport}"
@@ -145,7 +154,7 @@ def test_a_tampered_or_replayed_request_state_is_refused(node_tools: NodeTools, 
     assert quick_box.posts(content) == 1  # the genuine retry alone
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", WITH_STATELESS)
 def test_a_long_run_is_a_task_unasked_and_tasks_get_follows_it(node_tools: NodeTools, slow_box: Box,
                                                                slow: dict[str, str], transport: str) -> None:
     content = f"ts2 task {transport}"
@@ -164,7 +173,7 @@ def test_a_long_run_is_a_task_unasked_and_tasks_get_follows_it(node_tools: NodeT
     assert slow_box.posts(content) == 1
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", WITH_STATELESS)
 def test_cancelling_a_task_stops_waiting_but_the_paid_run_goes_on(node_tools: NodeTools, slow_box: Box,
                                                                   slow: dict[str, str], transport: str) -> None:
     content = f"ts2 cancel {transport}"
@@ -185,7 +194,7 @@ def test_cancelling_a_task_stops_waiting_but_the_paid_run_goes_on(node_tools: No
     assert slow_box.polls() == polled  # while nobody waited for it
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", WITH_STATELESS)
 @pytest.mark.parametrize(("answer", "status", "runs"), [("accept", "completed", 1), ("decline", "declined", 0)])
 def test_a_call_needing_confirmation_is_a_task_in_input_required(node_tools: NodeTools, quick_box: Box,
                                                                  confirming: dict[str, str], transport: str,
@@ -207,7 +216,7 @@ def test_a_call_needing_confirmation_is_a_task_in_input_required(node_tools: Nod
     assert quick_box.posts(content) == runs
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", WITH_STATELESS)
 def test_cancelling_a_task_that_waits_for_the_person_sends_nothing(node_tools: NodeTools, quick_box: Box,
                                                                     confirming: dict[str, str],
                                                                     transport: str) -> None:

@@ -39,6 +39,8 @@ from tests.support import server_env
 TS2_CLIENT = CLIENTS / "ts2_client.mjs"
 TS1_CLIENT = CLIENTS / "ts1_client.mjs"
 TRANSPORTS = ["stdio", "http"]
+WITH_STATELESS = [*TRANSPORTS, "http-stateless"]
+"""`http-stateless`: `flora-mcp --stateless`, as hosted replicas run; a 2026 client needs no session."""
 CREATE_ROUTES = ("create_technique_run", "create_run")
 POLL_ROUTES = ("get_technique_run", "get_run")
 INVALID_PARAMS = -32602
@@ -92,10 +94,11 @@ def server_environment(box: Box, **env: str) -> dict[str, str]:
 
 
 @contextmanager
-def hosted_on(box: Box, **env: str) -> Iterator[str]:
-    """`flora-mcp --transport http` (stateful, so it serves both eras) pointed at the box; yields its /mcp URL."""
+def hosted_on(box: Box, *extra: str, **env: str) -> Iterator[str]:
+    """`flora-mcp --transport http EXTRA` pointed at the box (stateful unless `--stateless`, so both eras);
+    yields its /mcp URL."""
     port = free_port()
-    args = [*flora_mcp_command(), "--transport", "http", "--host", "127.0.0.1", "--port", str(port)]
+    args = [*flora_mcp_command(), "--transport", "http", "--host", "127.0.0.1", "--port", str(port), *extra]
     with running(args, server_env(**server_environment(box, **env))) as (proc, errlog):
         wait_until_ready(proc, errlog, f"http://127.0.0.1:{port}/readyz")
         yield f"http://127.0.0.1:{port}/mcp"
