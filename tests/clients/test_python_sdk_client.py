@@ -55,10 +55,11 @@ async def test_accepted_declined_cancelled_and_off_form_answers(sandbox: Sandbox
             Client(server.target, mode=mode, elicitation_callback=person) as client:  # type: ignore[arg-type]
         assert client.protocol_version == ERA[mode]
         assert len(server.pids()) == 1  # a flora-mcp process of its own, not a server in this event loop
-        seen = []
+        seen, results = [], []
         for answer in (YES, NO, DISMISSED, OFF_FORM, YES):
             person.answer = answer
-            seen.append(outcome(await client.call_tool("qr-code-generator", {"content": f"{transport} {mode}"})))
+            results.append(await client.call_tool("qr-code-generator", {"content": f"{transport} {mode}"}))
+            seen.append(outcome(results[-1]))
     assert seen == [("completed", None, 0.01), ("declined", "confirmation_declined", 0.0),
                     ("declined", "confirmation_cancelled", 0.0), ("declined", "confirmation_declined", 0.0),
                     ("completed", None, 0.01)]
@@ -66,6 +67,13 @@ async def test_accepted_declined_cancelled_and_off_form_answers(sandbox: Sandbox
     assert all("It costs $0.01" in message for message in person.shown)
     assert "spent $0.01 so far" in person.shown[-1]
     assert posts(sandbox) == 2
+    # What the run gave back: its URL in the text, a resource_link to it, a small preview marked in _meta.
+    text, link, preview = results[0].content
+    [output] = (results[0].structured_content or {})["outputs"]
+    assert isinstance(text, types.TextContent) and output["url"] in text.text
+    assert isinstance(link, types.ResourceLink) and (link.uri, link.mime_type) == (output["url"], "image/png")
+    assert isinstance(preview, types.ImageContent) and preview.meta == {"output_id": "qr_code", "preview": True}
+    assert preview.annotations is None  # none set yet (issue #14 item 4 asks for them)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
