@@ -29,6 +29,7 @@ options:
   --arg KEY=VALUE      tool argument (repeatable)
   --answer A           accept | accept-no (the form sent back with confirm=false) | decline | cancel
   --cancel             (task) cancel the task once it exists
+  --max-rounds N       the client's inputRequired.maxRounds (its default is 10)
   --no-elicitation     declare no elicitation and set no handler for it (a client that cannot ask the person)
   --timeout MS         request timeout (default 60000)
 
@@ -64,6 +65,7 @@ try {
       answer: { type: "string", default: "accept" },
       cancel: { type: "boolean", default: false },
       "no-elicitation": { type: "boolean", default: false },
+      "max-rounds": { type: "string" },
       timeout: { type: "string", default: "60000" },
       help: { type: "boolean", default: false },
     },
@@ -304,7 +306,9 @@ const RUN = { call, confirm, state, task, "task-confirm": taskConfirm };
 let client;
 let ok = true;
 try {
-  const connected = await connect(scenario === "state" ? { inputRequired: { autoFulfill: false } } : {});
+  const inputRequired = scenario === "state" ? { autoFulfill: false } : {};
+  if (opts["max-rounds"] !== undefined) inputRequired.maxRounds = Number.parseInt(opts["max-rounds"], 10);
+  const connected = await connect({ inputRequired });
   client = connected.client;
   await RUN[scenario](client, connected.transport);
 } catch (error) {

@@ -63,8 +63,8 @@ def slow(slow_box: Box) -> Iterator[dict[str, str]]:
         yield urls
 
 
-def ts2(node_tools: NodeTools, scenario: str, args: list[str], *options: str) -> dict[str, Any]:
-    report = run_client(node_tools, "ts2", scenario, args, *options)
+def ts2(node_tools: NodeTools, scenario: str, args: list[str], *options: str, fails: bool = False) -> dict[str, Any]:
+    report = run_client(node_tools, "ts2", scenario, args, *options, fails=fails)
     assert (report["era"], report["protocol_version"]) == ("modern", "2026-07-28"), report
     return report
 
@@ -120,6 +120,18 @@ def test_the_person_answers_inside_the_input_required_rounds(node_tools: NodeToo
     if runs == 0:
         assert data["charged_cost"] == 0 and "nothing was charged" in report["result"]["content"][0]["text"]
     assert quick_box.posts(content) == runs
+
+
+def test_one_round_is_all_a_confirmation_takes(node_tools: NodeTools, quick_box: Box,
+                                               confirming: dict[str, str]) -> None:
+    # inputRequired.maxRounds: 1 is enough (asked once, then the retry runs it); with 0 the client gives up before
+    # asking, and nothing runs.
+    args = target(quick_box, "http-stateless", confirming)
+    once = ts2(node_tools, "confirm", args, "--max-rounds", "1", "--arg", "content=ts2 one round")
+    assert structured(once["result"])["status"] == "completed" and len(once["shown"]) == 1
+    never = ts2(node_tools, "confirm", args, "--max-rounds", "0", "--arg", "content=ts2 no round", fails=True)
+    assert never["error"]["code"] == "INPUT_REQUIRED_ROUNDS_EXCEEDED" and never["shown"] == []
+    assert quick_box.posts("ts2 one round") == 1 and quick_box.posts("ts2 no round") == 0
 
 
 @pytest.mark.parametrize("transport", WITH_STATELESS)

@@ -116,12 +116,13 @@ def stdio_target(box: Box, **env: str) -> list[str]:
 
 
 def run_client(node_tools: NodeTools, script: str, scenario: str, target: list[str], *options: str,
-               timeout: float = SERVER_START_TIMEOUT * 3) -> dict[str, Any]:
-    """One client run; its JSON report, which must say the scenario ran to its end."""
+               timeout: float = SERVER_START_TIMEOUT * 3, fails: bool = False) -> dict[str, Any]:
+    """One client run; its JSON report, which must say the scenario ran to its end (or, `fails`, that the client
+    gave up with an error)."""
     client = TS2_CLIENT if script == "ts2" else TS1_CLIENT
     proc = node_tools.run([str(NODE_BIN / "node"), str(client), scenario, *options, *target], timeout=timeout)
     report: dict[str, Any] = json_output(proc)
-    assert proc.returncode == 0 and "error" not in report, (report, proc.stderr[-3000:])
+    assert (proc.returncode, "error" in report) == ((1, True) if fails else (0, False)), (report, proc.stderr[-3000:])
     return report
 
 
