@@ -26,6 +26,8 @@ from tests.clients.clients_support import SERVER_START_TIMEOUT, flora_mcp_comman
 from tests.support import kill_processes_with, processes_with, sandbox_env
 
 TRANSPORTS = ("stdio", "http")
+STATELESS = "http-stateless"
+"""`flora-mcp --transport http --stateless`, as hosted replicas run: no sessions, no channel back to a 2025 client."""
 ERA = {"legacy": "2025-11-25", "auto": "2026-07-28"}
 
 
@@ -56,8 +58,8 @@ class FloraProcess:
 @asynccontextmanager
 async def flora_mcp(box: Sandbox, transport: str, *, journal: str | None = None,
                     **env: str) -> AsyncIterator[FloraProcess]:
-    """`flora-mcp` pointed at `box` for the block; `journal` a file to share with a later process, else a file of its
-    own (so that each process can be told apart by it)."""
+    """`flora-mcp` pointed at `box` for the block, over "stdio", "http" or STATELESS; `journal` a file to share with
+    a later process, else a file of its own (so that each process can be told apart by it)."""
     with tempfile.TemporaryDirectory() as scratch:
         journal = journal or os.path.join(scratch, "journal.sqlite3")
         environment = sandbox_env(box, FLORA_JOURNAL=journal, FLORA_POLL_INTERVAL="0.05", FLORA_LOG_LEVEL="WARNING",
@@ -68,7 +70,8 @@ async def flora_mcp(box: Sandbox, transport: str, *, journal: str | None = None,
                                                                 env=environment), journal)
             return
         port = free_port()
-        args = [*command, "--transport", transport, "--host", "127.0.0.1", "--port", str(port)]
+        args = [*command, "--transport", "http", "--host", "127.0.0.1", "--port", str(port),
+                *(["--stateless"] if transport == STATELESS else [])]
         with open(os.path.join(scratch, "stderr.log"), "w+") as errlog:
             async with await anyio.open_process(args, env=environment, stdin=subprocess.DEVNULL,
                                                 stdout=subprocess.DEVNULL, stderr=errlog) as process:

@@ -1,6 +1,7 @@
 """The `mcp` SDK's own `Client` against a real `flora-mcp` process, in `legacy` (2025-11-25: handshake, form
 elicitation while the call waits) and `auto` (2026-07-28: stateless, `InputRequiredResult` and a retried call) modes,
-over stdio and streamable HTTP: the person's confirmation accepted, declined, cancelled, tampered with and replayed.
+over stdio and streamable HTTP (and, for 2026, stateless HTTP): the person's confirmation accepted, declined, cancelled,
+tampered with and replayed.
 
 On 2025-11-25 there is no state to tamper with or replay: the question is the server's own request inside the call.
 What stands for it there: an answer outside the form (`confirm: "yes"`) sends nothing, and a yes answers one call
@@ -17,7 +18,7 @@ from mcp import Client, MCPError
 
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server.confirm import CONFIRM_INPUT
-from tests.clients.flora_process import ERA, TRANSPORTS, flora_mcp
+from tests.clients.flora_process import ERA, STATELESS, TRANSPORTS, flora_mcp
 from tests.support import posts
 
 pytestmark = pytest.mark.anyio
@@ -47,8 +48,11 @@ def outcome(result: types.CallToolResult) -> tuple[Any, ...]:
     return data.get("status"), data.get("error_code"), data.get("charged_cost")
 
 
-@pytest.mark.parametrize("mode", ["legacy", "auto"])
-@pytest.mark.parametrize("transport", TRANSPORTS)
+# A 2026 request carries its question in the answer, so it needs no session: stateless HTTP too.
+CASES = [(transport, mode) for transport in TRANSPORTS for mode in ("legacy", "auto")] + [(STATELESS, "auto")]
+
+
+@pytest.mark.parametrize(("transport", "mode"), CASES, ids=[f"{t}-{m}" for t, m in CASES])
 async def test_accepted_declined_cancelled_and_off_form_answers(sandbox: Sandbox, transport: str, mode: str) -> None:
     person = Person()
     async with flora_mcp(sandbox, transport, FLORA_CONFIRM_ABOVE="0") as server, \
@@ -88,6 +92,16 @@ async def test_without_a_way_to_ask_the_call_is_refused_and_says_how_to_proceed(
     assert posts(sandbox) == 0
 
 
+async def test_a_2025_session_on_stateless_http_is_refused_although_it_could_answer(sandbox: Sandbox) -> None:
+    """No session, no channel back for `elicitation/create`: declaring elicitation is not enough there."""
+    person = Person()
+    async with flora_mcp(sandbox, STATELESS, FLORA_CONFIRM_ABOVE="0") as server, \
+            Client(server.target, mode="legacy", elicitation_callback=person) as client:  # type: ignore[arg-type]
+        result = await client.call_tool("qr-code-generator", {"content": "no way back"})
+    assert outcome(result)[1] == "confirmation_unavailable" and person.shown == []
+    assert posts(sandbox) == 0
+
+
 async def first_round(client: Client, arguments: dict[str, Any]) -> types.InputRequiredResult:
     first = await client.session.call_tool("qr-code-generator", arguments, allow_input_required=True)
     assert isinstance(first, types.InputRequiredResult), first
@@ -107,7 +121,7 @@ async def refused(client: Client, arguments: dict[str, Any], state: str | None) 
     return caught.value
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", [*TRANSPORTS, STATELESS])
 async def test_a_2026_confirmation_tampered_with_or_replayed_is_refused(sandbox: Sandbox, transport: str) -> None:
     arguments = {"content": f"sealed over {transport}"}
     async with flora_mcp(sandbox, transport, FLORA_CONFIRM_ABOVE="0") as server, \

@@ -1,6 +1,7 @@
 """Tasks in both shapes through the `mcp` SDK's own `Client`, against a real `flora-mcp` process over stdio and
-streamable HTTP: the 2025-11-25 tasks in `legacy` mode, the `io.modelcontextprotocol/tasks` extension in `auto` mode;
-and a server SIGKILLed while a task runs, whose successor on the same journal answers `tasks/get` for it.
+streamable HTTP: the 2025-11-25 tasks in `legacy` mode, the `io.modelcontextprotocol/tasks` extension in `auto` mode
+(on stateless HTTP too); and a server SIGKILLed while a task runs, whose successor on the same journal answers
+`tasks/get` for it.
 
 mcp 2.3.0's client cannot make a 2025-11-25 task-augmented call: it validates any `tools/call` answer as a
 `CallToolResult` (by method, whatever result type it is asked for). So `create_2025_task` sends that one request
@@ -19,7 +20,7 @@ from mcp import Client
 
 from flora_mcp.sandbox import Sandbox
 from flora_mcp.server.tasks_ext import TASK_AFTER, CreateTaskResult
-from tests.clients.flora_process import ERA, TRANSPORTS, FloraProcess, flora_mcp, journaled
+from tests.clients.flora_process import ERA, STATELESS, TRANSPORTS, FloraProcess, flora_mcp, journaled
 from tests.support import posts
 from tests.tasks_client import Tasks, get, until
 
@@ -118,7 +119,7 @@ async def killed_under_a_2025_task(server: FloraProcess) -> types.Task:
 # 2026-07-28: the tasks extension ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", [*TRANSPORTS, STATELESS])
 async def test_the_tasks_extension_confirms_then_follows_a_long_run(sandbox: Sandbox, transport: str) -> None:
     sandbox.state.run_delay = TASK_AFTER + 1.0
     extension, person = Tasks(), Person()
@@ -134,7 +135,7 @@ async def test_the_tasks_extension_confirms_then_follows_a_long_run(sandbox: San
     assert len(person.shown) == 1 and posts(sandbox) == 1
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", [*TRANSPORTS, STATELESS])
 async def test_a_2026_task_is_answered_by_the_server_started_after_a_kill(sandbox: Sandbox, transport: str,
                                                                          tmp_path: Any) -> None:
     journal = str(tmp_path / "journal.sqlite3")
