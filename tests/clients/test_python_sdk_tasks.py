@@ -163,3 +163,31 @@ async def killed_under_a_2026_task(server: FloraProcess) -> CreateTaskResult:
         await server.kill()
         tg.cancel_scope.cancel()
     return created
+
+
+async def test_a_task_killed_before_it_knew_its_run_says_so_and_the_run_is_found(sandbox: Sandbox,
+                                                                                tmp_path: Any) -> None:
+    """FLORA made the run, its answer never reached the server: the successor does not pretend to know the task's
+    outcome, says the run may exist and be charged, and flora_list_runs finds that run (nothing paid is lost)."""
+    journal = str(tmp_path / "journal.sqlite3")
+    sandbox.faults.inject(route="create_technique_run", kind="stall", seconds=60.0, when="after")
+    async with flora_mcp(sandbox, "stdio", journal=journal) as first, anyio.create_task_group() as tg, \
+            Client(first.target, mode="auto", extensions=[Tasks()]) as client:  # type: ignore[arg-type]
+        created = await client.session.call_tool("qr-code-generator", {"content": "answer lost"}, allow_claimed=True)
+        assert isinstance(created, CreateTaskResult) and created.status == "working"
+        with anyio.fail_after(30):
+            while not sandbox.runs:
+                await anyio.sleep(0.02)
+        await first.kill()
+        tg.cancel_scope.cancel()
+    sandbox.faults.clear()
+    async with flora_mcp(sandbox, "stdio", journal=journal) as second, \
+            Client(second.target, mode="auto", extensions=[Tasks()]) as client:  # type: ignore[arg-type]
+        ended = await until(client.session, created.task_id, lambda s: s.status in ("completed", "failed"))
+        result = types.CallToolResult.model_validate(ended.result)
+        assert result.is_error is True and data(result)["error_code"] == "task_interrupted"
+        assert "may exist and be charged" in data(result)["error_message"]
+        assert "flora_list_runs" in data(result)["next_step"]
+        listed = data(await client.call_tool("flora_list_runs", {}))
+        assert [run["run_id"] for run in listed["data"]["runs"]] == [sandbox.runs[0].run_id]
+    assert posts(sandbox) == 1  # looked up, never sent again
