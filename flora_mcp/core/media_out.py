@@ -176,17 +176,21 @@ def resource_links(tool: str, outputs: Sequence[OutputFile]) -> list[types.Resou
     """Each output as a `resource_link` to its URL, and, once saved (its `path`), one to its `file://` file."""
     import mcp.types as types
 
+    # The outputs themselves: for the person and the model alike, ahead of any preview of them.
+    annotations = types.Annotations(audience=["user", "assistant"], priority=1.0)
     links: list[types.ResourceLink] = []
     for output in outputs:
         guessed = mimetypes.guess_type(urlsplit(output.url).path)[0]
         links.append(types.ResourceLink(type="resource_link", uri=output.url, name=f"{tool} {output.output_id}",
-                                        mime_type=guessed, description=f"output {output.output_id} ({output.type})"))
+                                        mime_type=guessed, description=f"output {output.output_id} ({output.type})",
+                                        annotations=annotations))
         if output.path:
             local = Path(output.path)
             size = local.stat().st_size if local.is_file() else None
             links.append(types.ResourceLink(type="resource_link", uri=local.resolve().as_uri(), name=local.name,
                                             mime_type=mimetypes.guess_type(local.name)[0], size=size,
-                                            description=f"output {output.output_id}, saved on this machine"))
+                                            description=f"output {output.output_id}, saved on this machine",
+                                            annotations=annotations))
     return links
 
 

@@ -193,7 +193,9 @@ async def _preview_of(output: OutputFile, *, flora_base_url: str, client: httpx.
         return None
     import mcp.types as types
 
+    # For the person, not the model: a client that honours `audience` shows it without spending the model's context.
     return types.ImageContent(type="image", data=base64.b64encode(data).decode("ascii"), mime_type=mime_type,
+                              annotations=types.Annotations(audience=["user"], priority=0.5),
                               _meta={"output_id": output.output_id, "preview": True})
 
 

@@ -77,7 +77,8 @@ async def test_accepted_declined_cancelled_and_off_form_answers(sandbox: Sandbox
     assert isinstance(text, types.TextContent) and output["url"] in text.text
     assert isinstance(link, types.ResourceLink) and (link.uri, link.mime_type) == (output["url"], "image/png")
     assert isinstance(preview, types.ImageContent) and preview.meta == {"output_id": "qr_code", "preview": True}
-    assert preview.annotations is None  # none set yet (issue #14 item 4 asks for them)
+    assert link.annotations == types.Annotations(audience=["user", "assistant"], priority=1.0)
+    assert preview.annotations == types.Annotations(audience=["user"], priority=0.5)  # for the person, not the model
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

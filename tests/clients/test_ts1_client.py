@@ -70,7 +70,8 @@ def test_form_elicitation_confirms_the_spending(node_tools: NodeTools, quick_box
         _, link, preview = report["result"]["content"]
         assert (link["type"], link["uri"], link["mimeType"]) == ("resource_link", output["url"], "image/png")
         assert preview["type"] == "image" and preview["_meta"] == {"output_id": "qr_code", "preview": True}
-        assert "annotations" not in preview
+        assert link["annotations"] == {"audience": ["user", "assistant"], "priority": 1.0}
+        assert preview["annotations"] == {"audience": ["user"], "priority": 0.5}
     assert quick_box.posts(content) == runs
 
 

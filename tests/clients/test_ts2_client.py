@@ -90,11 +90,13 @@ def test_discovery_tools_and_a_result_with_its_links(node_tools: NodeTools, quic
     text, link, preview = result["content"]
     assert text["type"] == "text" and output["url"] in text["text"]
     assert link == {"type": "resource_link", "uri": output["url"], "name": "qr-code-generator qr_code",
-                    "mimeType": "image/png", "description": "output qr_code (imageUrl)"}
-    # The preview is marked for the client in _meta; flora-mcp sends no `annotations` on it (yet), and the SDK
-    # passes through exactly what came.
+                    "mimeType": "image/png", "description": "output qr_code (imageUrl)",
+                    "annotations": {"audience": ["user", "assistant"], "priority": 1.0}}
+    # The preview is marked in _meta and, in annotations, as the person's, not the model's; the SDK passes through
+    # exactly what came.
     assert preview["type"] == "image" and preview["mimeType"] == "image/jpeg" and preview["data_length"] > 1000
-    assert preview["_meta"] == {"output_id": "qr_code", "preview": True} and "annotations" not in preview
+    assert preview["_meta"] == {"output_id": "qr_code", "preview": True}
+    assert preview["annotations"] == {"audience": ["user"], "priority": 0.5}
     assert quick_box.posts(content) == 1
 
 

@@ -237,6 +237,9 @@ async def test_a_real_sandbox_image_arrives_as_a_small_preview_next_to_its_url(s
     assert isinstance(text, types.TextContent) and url in text.text
     assert isinstance(link, types.ResourceLink) and link.uri == url
     assert len(rest) == 1 and isinstance(rest[0], types.ImageContent)
+    # The output is for the person and the model; its preview for the person only, and below the output.
+    assert link.annotations == types.Annotations(audience=["user", "assistant"], priority=1.0)
+    assert rest[0].annotations == types.Annotations(audience=["user"], priority=0.5)
     preview = Image.open(io.BytesIO(base64.b64decode(rest[0].data)))
     full = sandbox.requests_for("files")
     assert [r.path for r in full][-1].endswith(url.rsplit("/", 1)[-1])
