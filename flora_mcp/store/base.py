@@ -26,6 +26,9 @@ EPSILON = 1e-9
 """Prices are sums of floats: a call that costs exactly what is left is within it."""
 SESSION_IDLE = 3600.0
 """Seconds without a call after which a budget session ends and the next call starts a new one."""
+SWEEP_EVERY = 60.0
+"""Seconds between deletions of lapsed reservations by one store: what is left never counts them anyway (a hold counts
+only while it is live), so the sweep is tidying, not one more statement in every budget check."""
 _TERMINAL_TASK = ("completed", "failed", "cancelled")
 
 ENTRY_COLUMNS = ("idempotency_key, account, run_id, tool, technique_id, technique_slug, technique_name, status, "
@@ -54,6 +57,7 @@ class Store(ABC):
 
     location: str
     shared: bool = False
+    _swept_at: float = 0.0
 
     @property
     def path(self) -> str:
@@ -217,9 +221,13 @@ class Store(ABC):
             conditions.append(f"? <= ? - {daily_charged} - {daily_held} + ?")
             params += [amount, daily_budget, account, day_start, account, now, EPSILON]
         lock = self._lock_account(account)
+        sweep = now - self._swept_at >= SWEEP_EVERY
+        if sweep:
+            self._swept_at = now
         steps = [
             *([lock] if lock else []),
-            Step("DELETE FROM budget_holds WHERE expires_at IS NOT NULL AND expires_at < ?", (now,)),
+            *([Step("DELETE FROM budget_holds WHERE expires_at IS NOT NULL AND expires_at < ?", (now,))] if sweep
+              else []),
             Step("INSERT INTO budget_sessions (scope, session, last_used) VALUES (?, ?, ?) ON CONFLICT (scope) DO "
                  "UPDATE SET session = CASE WHEN budget_sessions.last_used < ? THEN excluded.session "
                  "ELSE budget_sessions.session END, last_used = excluded.last_used",

@@ -163,3 +163,20 @@ async def test_a_runs_row_and_hold_are_one_step_and_its_end_writes_the_row_with_
     assert await store.close_reservation(reservation, totals_of=scope) == (pytest.approx(0.02), 0.0)
     assert await store.close_reservation(reservation) is None
     await store.aclose()
+
+
+async def test_lapsed_reservations_are_swept_now_and_then_and_never_counted_meanwhile(
+        store_location: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flora_mcp.store import base
+
+    store = open_store(store_location)
+    assert await admit(store, 0.05, daily=0.05, lease=-1.0) is not None  # lapsed at once: a process that died
+    assert await admit(store, 0.05, daily=0.05) is not None  # not counted, though not swept yet (SWEEP_EVERY)
+    assert await admit(store, 0.01, daily=0.05) is None
+    rows = await store._rows("SELECT COUNT(*) FROM budget_holds")
+    assert rows[0][0] == 2
+    monkeypatch.setattr(base, "SWEEP_EVERY", 0.0)
+    assert await admit(store, 0.01, daily=0.05) is None
+    rows = await store._rows("SELECT COUNT(*) FROM budget_holds")
+    assert rows[0][0] == 1  # the lapsed one is gone, the live one stays
+    await store.aclose()
