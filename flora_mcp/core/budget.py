@@ -36,6 +36,8 @@ class Reservation:
     session: str
     per_run: float
     left: float
+    closed: bool = False
+    """Whether `SpendLedger.close` (or a run's last event, `run_event`) ended it."""
 
 
 class SpendLedger:
@@ -110,10 +112,9 @@ class SpendLedger:
         reservation_id, share = self.share(reservation)
         await self.store.hold(reservation_id, key, share)
 
-    async def release(self, key: str, **journal: Any) -> None:
-        """Nothing more is to be charged for this run: FLORA refused its create, or the run ended. `journal`: fields
-        of the run's row written in the same step (`Store.update`)."""
-        await self.store.release(key, **journal)
+    async def release(self, key: str) -> None:
+        """Nothing more is to be charged for this run: FLORA refused its create, or the run ended."""
+        await self.store.release(key)
 
     async def close(self, reservation: Reservation) -> float:
         """The call is over: what it reserved and never submitted is free again. Returns the session's spend as the
@@ -121,16 +122,29 @@ class SpendLedger:
         reservation.left = 0.0
         totals = await self.store.close_reservation(reservation.reservation_id, totals_of=self.scope)
         assert totals is not None  # asked for
+        reservation.closed = True
         return totals[0]
 
-    async def charge(self, key: str, cost: float | None, **journal: Any) -> bool:
-        """Record what FLORA says a run cost and end its hold, in one step; True when `cost` is new for the run.
-        `journal`: fields of the run's row written in the same step (`Store.update`), whatever the cost."""
+    async def charge(self, key: str, cost: float | None) -> bool:
+        """Record what FLORA says a run cost and end its hold, in one step; True when `cost` is new for the run."""
         if cost is None:
-            if journal:
-                await self.store.update(key, **journal)
             return False
-        return await self.store.settle(key, cost, **journal) != cost
+        return await self.store.settle(key, cost) != cost
+
+    async def run_event(self, key: str, cost: float | None, *, ended: bool, closing: Reservation | None = None,
+                        **journal: Any) -> float | None:
+        """A run's event and its money in one store step: the row's `journal` fields, FLORA's charge if it gave one
+        (spend is read from the rows, so one reported twice counts once), the run's hold ended once the charge is
+        known or the run `ended`. With `closing`, the call's reservation ends too (`close`), and the session's spend
+        is returned."""
+        fields = journal if cost is None else {**journal, "charged_cost": cost}
+        totals = await self.store.write_run(key, end_hold=ended or cost is not None,
+                                            close=closing.reservation_id if closing else None,
+                                            totals_of=self.scope if closing else None, **fields)
+        if closing is None or totals is None:
+            return None
+        closing.left, closing.closed = 0.0, True
+        return totals[0]
 
     async def report(self, by_technique: list[dict[str, Any]]) -> dict[str, Any]:
         """What flora_spend and the spend resource show: this session, holds, all-time per technique, the caps."""

@@ -105,12 +105,12 @@ class JournalWriter:
 
 def created_fields(run: Run) -> dict[str, Any]:
     """What a row gets when FLORA answers its create (or the run it made was recovered): the run id; written with
-    the charge, if FLORA gave one, in one step (`SpendLedger.charge`)."""
+    the charge, if FLORA gave one, in one step (`SpendLedger.run_event`)."""
     return {"run_id": run.run_id, "status": run.status, "poll_url": run.poll_url, "progress": run.progress}
 
 
 def finished_fields(run: Run) -> dict[str, Any]:
-    """What a row gets when its run ends: its outputs, or its error; written with the charge or the hold's end in
-    one step (`SpendLedger.charge`, `SpendLedger.release`)."""
+    """What a row gets when its run ends: its outputs, or its error; written with the charge and the hold's end in
+    one step (`SpendLedger.run_event`)."""
     return {"status": run.status, "progress": run.progress, "outputs": [o.model_dump() for o in run.outputs],
             "error_code": run.error_code, "error_message": run.error_message}

@@ -164,12 +164,14 @@ class RunManager:
                 admitted = await self.ledger.admit(tool.name, technique, count, day_start=time.time() // DAY * DAY)
             if isinstance(admitted, ToolResult):
                 return admitted
+            spent = None
             try:
                 result = await self._admitted(tool, args, media, count, admitted, progress, phase, confirm)
             finally:
-                with anyio.CancelScope(shield=True):
-                    spent = await self._record.kept("reservation's end", admitted.reservation_id,
-                                                    self.ledger.close(admitted))
+                if not admitted.closed:  # a single run's last event ends it (`_finish`)
+                    with anyio.CancelScope(shield=True):
+                        spent = await self._record.kept("reservation's end", admitted.reservation_id,
+                                                        self.ledger.close(admitted))
             if spent is not None:  # read with the reservation's end: one store round trip less
                 result.session_spend = round(spent, 6)
             return result
@@ -193,7 +195,7 @@ class RunManager:
                 return from_failure(tool.name, exc, phase, technique)
         combos = expand_runs(args)
         if len(combos) == 1:
-            result = await self._run_one(tool, combos[0], reporter, admitted, phase)
+            result = await self._run_one(tool, combos[0], reporter, admitted, phase, only=True)
         else:
             result = await self._run_many(tool, combos, reporter, admitted, phase)
         result.uploads = uploads
@@ -228,7 +230,7 @@ class RunManager:
         return combined(tool.name, [r for r in results if r is not None])
 
     async def _run_one(self, tool: TechniqueTool, inputs: dict[str, str], progress: CallProgress,
-                       reservation: Reservation, phase: CallPhase) -> ToolResult:
+                       reservation: Reservation, phase: CallPhase, *, only: bool = False) -> ToolResult:
         technique = tool.technique
         key = f"flora-mcp-{uuid.uuid4().hex}"
         await progress.report(0.0, "submitting")
@@ -268,23 +270,24 @@ class RunManager:
                 self.recovery.answered(key)
             if run is not None:
                 phase.created(run.run_id)
-                await self._charge(key, run, **created_fields(run))  # the run id, and a charge FLORA gave already
+                # The run id, and a charge FLORA gave already, in one step.
+                await self._record.kept("run id", key, self.ledger.run_event(key, run.charged_cost, ended=False,
+                                                                             **created_fields(run)),
+                                        run_id=run.run_id)
         if run is None:
             assert failure is not None  # a create either returns its run or raises
             return found.explain(from_failure(tool.name, failure, phase, technique))
         log.info("run %s of %s submitted", run.run_id, tool.name)
+        # The call's only run ends its reservation with its last event: one store step for both. (Not one of
+        # several: a sibling may not have taken its share of the reservation yet.)
         return await self._wait(tool.name, technique, run, key, progress, phase, started=started,
-                                max_wait=self.settings.max_wait)
-
-    async def _charge(self, key: str, run: Run, **journal: Any) -> None:
-        """The run's charge, if FLORA gave one, with `journal`'s fields of its row: one store step."""
-        await self._record.kept("run id" if "run_id" in journal else "charge", key,
-                                self.ledger.charge(key, run.charged_cost, **journal), run_id=run.run_id)
+                                max_wait=self.settings.max_wait, closing=reservation if only else None)
 
     # Waiting ---------------------------------------------------------------------------------------------------
 
     async def _wait(self, tool: str, technique: Technique | None, run: Run, key: str | None, progress: CallProgress,
-                    phase: CallPhase, *, started: float, max_wait: float) -> ToolResult:
+                    phase: CallPhase, *, started: float, max_wait: float, closing: Reservation | None = None
+                    ) -> ToolResult:
         # A run flora-mcp created (it has a key) was given the callback URL: its webhook will say when it ended, and
         # polling is the safety net. Any other run is polled as usual (a webhook still cuts the wait short).
         announced = self.completions is not None and key is not None
@@ -296,7 +299,7 @@ class RunManager:
         poll_url = run.poll_url
         await progress.report(run.progress, run.status)
         if run.is_terminal:
-            return await self._finish(tool, technique, run, key)
+            return await self._finish(tool, technique, run, key, closing)
         scheduler.observe(anyio.current_time(), run.progress)
         delay = scheduler.first_delay(run.estimated_seconds)
         last_status = run.status  # the journal is written when the status changes, not on every poll
@@ -315,7 +318,7 @@ class RunManager:
                 last_status = run.status
                 await progress.report(run.progress, run.status)
                 if run.is_terminal:
-                    return await self._finish(tool, technique, run, key)
+                    return await self._finish(tool, technique, run, key, closing)
                 if time.time() - started >= self.settings.run_timeout:
                     return from_run(tool, run, technique, timed_out=True)
                 delay = scheduler.next_delay()
@@ -355,14 +358,15 @@ class RunManager:
             if delay > 0 and not watch.fired:
                 await progress.report(run.progress, f"{run.status} (waiting)")
 
-    async def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None) -> ToolResult:
-        if key:  # the outputs, the charge and the hold's end, in one step
-            if run.charged_cost is None:
-                await self._record.kept("outputs", key, self.ledger.release(key, **finished_fields(run)),
-                                        run_id=run.run_id)
-            else:
-                await self._charge(key, run, **finished_fields(run))
-        return from_run(tool, run, technique)
+    async def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None,
+                      closing: Reservation | None = None) -> ToolResult:
+        spent = None
+        if key:  # the outputs, the charge, the hold's end (and `closing`'s, with the session's spend): one step
+            spent = await self._record.kept("outputs", key, self.ledger.run_event(
+                key, run.charged_cost, ended=True, closing=closing, **finished_fields(run)), run_id=run.run_id)
+        result = from_run(tool, run, technique)
+        result.session_spend = None if spent is None else round(spent, 6)
+        return result
 
     # Resuming, and what the journal says -----------------------------------------------------------------------
 

@@ -250,32 +250,45 @@ class Store(ABC):
         charged or ends (by whichever process sees it next)."""
         await self._transact(_hold_steps(reservation_id, key, share, time.time()))
 
-    async def release(self, key: str, **fields: Any) -> None:
-        """Nothing more is to be charged for this run: its hold ends; with `fields`, the row is updated in the same
-        transaction (see `update`)."""
-        await self._transact([*([_update(key, fields)] if fields else []),
-                              Step("DELETE FROM budget_holds WHERE run_key = ?", (key,))])
+    async def release(self, key: str) -> None:
+        """Nothing more is to be charged for this run: its hold ends."""
+        await self._write("DELETE FROM budget_holds WHERE run_key = ?", key)
 
     async def close_reservation(self, reservation_id: str, *, totals_of: str | None = None
                                 ) -> tuple[float, float] | None:
         """The call is over: what it reserved and never gave a run is free again. With `totals_of` (a scope), the
         `session_totals` of that scope as the reservation ends, read in the same transaction."""
-        steps = [Step("DELETE FROM budget_holds WHERE hold_id = ?", (reservation_id,))]
-        if totals_of is not None:
-            steps.append(_totals_step(totals_of))
-        rows = await self._transact(steps)
-        return None if totals_of is None else _totals(rows[-1])
+        return await self.write_run(None, close=reservation_id, totals_of=totals_of)
 
-    async def settle(self, key: str, cost: float, **fields: Any) -> float | None:
-        """FLORA says the run of `key` cost `cost`: written to its row (with `fields`, as `update` writes them) and
-        its hold ended, in one step; the cost the row had before (so a charge reported twice is counted once: spend
-        is read from the rows)."""
+    async def settle(self, key: str, cost: float) -> float | None:
+        """FLORA says the run of `key` cost `cost`: written to its row and its hold ended, in one step; the cost the
+        row had before (so a charge reported twice is counted once: spend is read from the rows)."""
         rows = await self._transact([
             Step("SELECT charged_cost FROM runs WHERE idempotency_key = ?", (key,), rows=True),
-            _update(key, {**fields, "charged_cost": cost}),
+            _update(key, {"charged_cost": cost}),
             Step("DELETE FROM budget_holds WHERE run_key = ?", (key,)),
         ])
         return None if not rows[0] or rows[0][0][0] is None else float(rows[0][0][0])
+
+    async def write_run(self, key: str | None, *, end_hold: bool = False, close: str | None = None,
+                        totals_of: str | None = None, **fields: Any) -> tuple[float, float] | None:
+        """What a run's event changes, in one transaction: the row's `fields` (as `update` writes them; a
+        charged_cost among them is FLORA's charge), the run's hold ended (`end_hold`: charged, or ended), the call's
+        reservation `close`d; and with `totals_of` (a scope), its `session_totals` read last. A call makes few round
+        trips this way: each is a hop to the engine and back through a busy event loop."""
+        steps = []
+        if key is not None and fields:
+            steps.append(_update(key, fields))
+        if key is not None and end_hold:
+            steps.append(Step("DELETE FROM budget_holds WHERE run_key = ?", (key,)))
+        if close is not None:
+            steps.append(Step("DELETE FROM budget_holds WHERE hold_id = ?", (close,)))
+        if totals_of is not None:
+            steps.append(_totals_step(totals_of))
+        if not steps:
+            return None
+        rows = await self._transact(steps)
+        return None if totals_of is None else _totals(rows[-1])
 
     async def session_totals(self, scope: str) -> tuple[float, float]:
         """What the current session of `scope` was charged, and what it holds now."""

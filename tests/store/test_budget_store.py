@@ -153,11 +153,13 @@ async def test_a_runs_row_and_hold_are_one_step_and_its_end_writes_the_row_with_
                            technique_slug="cctv-cam", technique_name="CCTV Cam", inputs={}, run_cost=0.02,
                            budget_session=session, hold=(reservation, 0.02))
     assert await store.session_totals(scope) == (0.0, pytest.approx(0.05))  # two holds and what is left
-    assert await store.settle("k1", 0.02, run_id="run_1", status="pending") is None
+    assert await store.write_run("k1", end_hold=True, run_id="run_1", status="pending", charged_cost=0.02) is None
     entry = await store.get_by_key("k1")
     assert entry is not None and (entry.run_id, entry.status, entry.charged_cost) == ("run_1", "pending", 0.02)
+    assert await store.session_totals(scope) == (pytest.approx(0.02), pytest.approx(0.03))  # k2's, and what is left
     await store.update("k2", run_id="run_2", status="pending")
-    await store.release("k2", status="failed", error_code="boom", outputs=[])
+    assert await store.write_run("k2", end_hold=True, close=reservation, totals_of=scope, status="failed",
+                                 error_code="boom", outputs=[]) == (pytest.approx(0.02), 0.0)
     entry = await store.get_by_key("k2")
     assert entry is not None and (entry.status, entry.error_code, entry.charged_cost) == ("failed", "boom", None)
     assert await store.close_reservation(reservation, totals_of=scope) == (pytest.approx(0.02), 0.0)
