@@ -115,14 +115,18 @@ class FloraClient:
         items = _list_field(body, "techniques", endpoint="GET /techniques", request_id=rid)
         return _parse_items(Technique, items, endpoint="GET /techniques", request_id=rid), _next_cursor(body)
 
-    async def list_techniques(self, *, query: str | None = None, limit: int = LIST_PAGE_SIZE) -> list[Technique]:
-        """Every technique, following the cursor to the end (never round a repeating cursor)."""
+    async def list_techniques(self, *, query: str | None = None, limit: int = LIST_PAGE_SIZE,
+                              on_page: Callable[[list[Technique]], None] | None = None) -> list[Technique]:
+        """Every technique, following the cursor to the end (never round a repeating cursor); `on_page` is told
+        each page's techniques as it comes."""
         techniques: list[Technique] = []
         seen: set[str] = set()
         cursor: str | None = None
         for _ in range(MAX_LIST_PAGES):
             page, cursor = await self.list_techniques_page(cursor=cursor, limit=limit, query=query)
             techniques.extend(page)
+            if on_page is not None:
+                on_page(page)
             if not cursor:
                 return techniques
             if cursor in seen:

@@ -313,43 +313,92 @@ async def load_techniques(
     concurrency: int = SCHEMA_FETCH_CONCURRENCY,
     accept: Callable[[Technique], bool] | None = None,
     on_listed: Callable[[list[Technique]], Awaitable[None]] | None = None,
+    prefetch: bool = False,
 ) -> list[Technique]:
     """Every technique with its full schema: all list pages, then summary items' schemas fetched concurrently.
 
     `on_listed` is awaited with the accepted list items (some of them summaries) before any schema is fetched: how
-    many techniques there are is known then, and that is all the compact mode's tool list needs.
+    many techniques there are is known then, and that is all the compact mode's tool list needs. With `prefetch`
+    (when every schema is needed anyway: FLORA_TOOLS_MODE=full), a page's schemas are asked for as soon as the page
+    comes, while the next pages are listed; what is kept is as without it (a schema fetched for a list item that a
+    later page replaced is fetched again, and a failed listing is the error, whatever the schemas did meanwhile).
     """
-    listed = list({t.technique_id: t for t in await client.list_techniques(query=query)}.values())
-    if accept is not None:
-        listed = [t for t in listed if accept(t)]
-    if on_listed is not None:
-        await on_listed(listed)
     limiter = anyio.CapacityLimiter(concurrency)
-    full: dict[int, Technique] = {}
 
-    async def fetch(index: int, summary: Technique) -> None:
+    async def fetch(summary: Technique) -> Technique | None:
         async with limiter:
             try:
                 detail = await client.get_technique(summary.technique_id if not summary.slug else summary.slug)
             except (NotFoundError, PermissionDeniedError, APIResponseError) as exc:
                 # One technique gone or unreadable since it was listed: serve the others.
                 log.warning("leaving out technique %s: %s", summary.slug or summary.technique_id, exc.message)
-                return
+                return None
         # The list item's slug and name win where the detail leaves them out.
         update = {k: v for k, v in (("slug", summary.slug), ("name", summary.name)) if v and not getattr(detail, k)}
-        full[index] = detail.model_copy(update=update) if update else detail
+        return detail.model_copy(update=update) if update else detail
 
+    early: dict[str, _Prefetch] = {}
     try:
-        async with anyio.create_task_group() as tg:
-            for index, technique in enumerate(listed):
-                if technique.is_summary:
-                    tg.start_soon(fetch, index, technique)
+        async with anyio.create_task_group() as prefetching:
+
+            def on_page(page: list[Technique]) -> None:
+                for item in page:
+                    if item.is_summary and item.technique_id not in early and (accept is None or accept(item)):
+                        early[item.technique_id] = ahead = _Prefetch(item)
+                        prefetching.start_soon(ahead.run, fetch)
+
+            listed = list({t.technique_id: t for t in await client.list_techniques(
+                query=query, on_page=on_page if prefetch else None)}.values())
+            if accept is not None:
+                listed = [t for t in listed if accept(t)]
+            if on_listed is not None:
+                await on_listed(listed)
+            full: dict[int, Technique] = {}
+
+            async def keep(index: int, summary: Technique) -> None:
+                ahead = early.get(summary.technique_id)
+                if ahead is not None and ahead.summary == summary:
+                    detail = await ahead.result()
                 else:
-                    full[index] = technique
+                    detail = await fetch(summary)
+                if detail is not None:
+                    full[index] = detail
+
+            async with anyio.create_task_group() as tg:
+                for index, technique in enumerate(listed):
+                    if technique.is_summary:
+                        tg.start_soon(keep, index, technique)
+                    else:
+                        full[index] = technique
+            prefetching.cancel_scope.cancel()  # left: the schemas of items a later page replaced
     except BaseExceptionGroup as group:
-        # One failed fetch cancels the others: report that one, not a group of one.
+        # A failed listing, or one failed fetch that cancelled the others: that one, not a group of one.
         raise _first_leaf(group) from None
     return [full[i] for i in range(len(listed)) if i in full]
+
+
+class _Prefetch:
+    """One list item's schema, asked for before the listing ended: its outcome, an error kept until asked for."""
+
+    def __init__(self, summary: Technique) -> None:
+        self.summary = summary
+        self._done = anyio.Event()
+        self._detail: Technique | None = None
+        self._error: BaseException | None = None
+
+    async def run(self, fetch: Callable[[Technique], Awaitable[Technique | None]]) -> None:
+        try:
+            self._detail = await fetch(self.summary)
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    async def result(self) -> Technique | None:
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._detail
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

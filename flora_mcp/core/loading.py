@@ -56,6 +56,7 @@ class CatalogLoader:
             techniques = await load_techniques(
                 self.client, query=self.settings.query, concurrency=self.settings.catalog_concurrency,
                 accept=technique_filter(self.settings.techniques), on_listed=self._on_listed,
+                prefetch=self.settings.tools_mode == "full",  # every schema is needed: asked for page by page
             )
         except BaseException as exc:
             if self._catalog is None:

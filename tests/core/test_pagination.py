@@ -78,3 +78,24 @@ async def test_a_catalog_larger_than_the_clients_own_page_size_is_read_whole() -
         queries = list_requests(box)
         assert [q.get("limit") for q in queries] == ["100", "100"]
         assert "cursor" not in queries[0] and queries[1].get("cursor")
+
+
+def routes(box: Sandbox) -> list[str]:
+    return [r.route for r in box.state.requests if r.route in ("list_techniques", "get_technique")]
+
+
+@pytest.mark.anyio
+async def test_full_mode_asks_for_schemas_while_the_later_pages_are_listed(sandbox: Sandbox) -> None:
+    async with Toolkit(settings_for(sandbox, tools_mode="full")) as kit:
+        prefetched = sorted(t.technique.technique_id for t in kit.catalog.tools.values())
+    order = routes(sandbox)
+    last_page = len(order) - 1 - order[::-1].index("list_techniques")
+    assert "get_technique" in order[:last_page]  # a page's schemas did not wait for the last page
+    schemas = order.count("get_technique")
+    # What is served is what a load that lists first gets.
+    sandbox.state.requests.clear()
+    async with Toolkit(settings_for(sandbox, tools_mode="auto")) as kit:
+        assert sorted(t.technique.technique_id for t in kit.catalog.tools.values()) == prefetched
+    order = routes(sandbox)
+    assert "get_technique" not in order[:order.count("list_techniques")]  # auto: the count first (compact or not)
+    assert order.count("get_technique") == schemas > 0  # each summary's schema asked for once, either way
