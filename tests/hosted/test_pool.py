@@ -55,7 +55,7 @@ async def test_with_per_user_keys_each_user_sees_only_their_catalog_runs_and_jou
         assert "not_found" in json.dumps(foreign)
         assert data_of(await bob.call_tool("flora_list_runs", {}))["data"]["count"] == 0
         assert all(run_id not in str(r.uri) for r in (await bob.list_resources()).resources)
-        with pytest.raises(Exception, match="no run"):
+        with pytest.raises(Exception, match="No run"):
             await bob.read_resource(f"flora://runs/{run_id}")
 
         # Alice still finds her own run everywhere.

@@ -74,7 +74,7 @@ async def test_two_token_holders_run_at_once_and_each_sees_only_their_own_runs_s
         assert {str(r.uri) for r in (await bob.list_resources()).resources} == {"flora://spend",
                                                                                 f"flora://runs/{bob_id}"}
         stolen = next(iter(alice_ids))
-        with pytest.raises(Exception, match="no run"):
+        with pytest.raises(Exception, match="No run"):
             await bob.read_resource(f"flora://runs/{stolen}")
         before = polls(sandbox)
         refused = data_of(await bob.call_tool("flora_get_run", {"run_id": stolen}))
