@@ -6,7 +6,10 @@ their concurrent admissions take, they never reserve past a budget.
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from contextlib import closing
+from pathlib import Path
 
 import anyio
 import pytest
@@ -181,4 +184,41 @@ async def test_lapsed_reservations_are_swept_now_and_then_and_never_counted_mean
     assert await admit(store, 0.01, daily=0.05) is None
     rows = await store._rows("SELECT COUNT(*) FROM budget_holds")
     assert rows[0][0] == 1  # the lapsed one is gone, the live one stays
+
+
+async def test_a_session_idle_for_an_hour_ends_and_the_next_call_starts_a_new_one(tmp_path: Path) -> None:
+    location = str(tmp_path / "runs.sqlite3")
+    store = open_store(location)
+    first = await store.admit(scope="alice-session", account="alice", amount=0.05, session_budget=0.05,
+                              daily_budget=None, day_start=DAY, lease=300.0)
+    assert first[1].reservation_id is not None
+    await store.record(idempotency_key="k1", account="alice", tool="cctv-cam", technique_id="tech_1",
+                       technique_slug="cctv-cam", technique_name="CCTV Cam", inputs={}, run_cost=0.05,
+                       budget_session=first[0])
+    await store.hold(first[1].reservation_id, "k1", 0.05)
+    await store.settle("k1", 0.05)  # the session's budget is spent
+    assert (await admit(store, 0.01, session=0.05)) is None
+
+    def idle(seconds: float) -> None:  # as if the session's last call was `seconds` ago
+        with closing(sqlite3.connect(location)) as db, db:
+            db.execute("UPDATE budget_sessions SET last_used = last_used - ?", (seconds,))
+
+    idle(3000.0)  # 50 minutes: the same session, still spent
+    assert (await admit(store, 0.01, session=0.05)) is None
+    assert await store.session_totals("alice-session") == (pytest.approx(0.05), 0.0)
+    idle(3700.0)  # over an hour: the session is over
+    assert await store.session_totals("alice-session") == (0.0, 0.0)
+    again = await store.admit(scope="alice-session", account="alice", amount=0.05, session_budget=0.05,
+                              daily_budget=None, day_start=DAY, lease=300.0)
+    assert again[1].reservation_id is not None and again[0] != first[0]  # a new session, a new budget
+    await store.aclose()
+
+
+async def test_what_is_left_is_never_below_zero(store_location: str) -> None:
+    store = open_store(store_location)
+    await run_row(store, "k1")
+    await store.settle("k1", 0.08)  # FLORA charged more than the day's budget (a correction, a price change)
+    _, refused = await store.admit(scope="s", account="alice", amount=0.01, session_budget=None,
+                                   daily_budget=0.05, day_start=DAY, lease=300.0)
+    assert refused.reservation_id is None and refused.daily_left == 0.0 and refused.session_left is None
     await store.aclose()

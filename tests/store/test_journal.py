@@ -94,4 +94,47 @@ async def test_an_operation_that_fails_alone_or_among_others_fails_only_itself(s
     assert await j.count("acct") == 5
     entry = await j.get_by_key("k0")
     assert entry is not None and entry.technique_name == "CCTV Cam"
+
+
+async def test_lost_rows_are_the_keys_and_its_principals_rows_without_a_run_id_oldest_first(
+    store_location: str,
+) -> None:
+    j = open_store(store_location)
+    await record(j, "mine", "acct")
+    await record(j, "alices", "acct/alice")
+    await record(j, "other-key", "acctx")  # another key's account, whose name only starts the same
+    await j.record(idempotency_key="another-technique", account="acct", tool="qr", technique_id="tech_2",
+                   technique_slug="qr", technique_name="QR", inputs={}, run_cost=None, status="unknown")
+    await record(j, "answered", "acct")
+    await j.update("answered", run_id="run_1", status="running")
+    await record(j, "refused", "acct")
+    await j.update("refused", status="failed", error_code="invalid_arguments")
+    await record(j, "gave-up", "acct")
+    await j.update("gave-up", status="unknown", error_code="run_not_identified")
+    everything = [e.idempotency_key for e in await j.lost_rows("acct")]
+    assert everything == ["mine", "alices", "another-technique"]
+    assert [e.idempotency_key for e in await j.lost_rows("acct", "tech_1")] == ["mine", "alices"]
+    assert [e.idempotency_key for e in await j.lost_rows("acct", "tech_2")] == ["another-technique"]
+    await j.aclose()
+
+
+async def test_claimed_run_ids_are_found_whatever_the_account_and_adopted_runs_are_kept_once(
+    store_location: str,
+) -> None:
+    j = open_store(store_location)
+    await record(j, "k1", "bob")
+    await j.update("k1", run_id="run_b")
+    assert await j.claimed([]) == set()
+    assert await j.claimed(["run_b", "run_x"]) == {"run_b"}
+    for _ in range(2):
+        await j.adopt(account="acct", key="adopted-run_x", tool="cctv-cam", technique_id="tech_1",
+                      technique_slug="cctv-cam", technique_name="CCTV Cam", run_id="run_x", status="completed",
+                      poll_url="https://x/p", run_cost=0.05)
+    assert await j.count("acct") == 1 and await j.claimed(["run_b", "run_x"]) == {"run_b", "run_x"}
+    entry = await j.get("acct", "run_x")
+    assert entry is not None and entry.idempotency_key == "adopted-run_x" and entry.status == "completed"
+    assert (entry.tool, entry.technique_id, entry.technique_slug, entry.technique_name) == (
+        "cctv-cam", "tech_1", "cctv-cam", "CCTV Cam")
+    assert entry.poll_url == "https://x/p" and entry.run_cost == 0.05 and entry.inputs == {}
+    assert entry.error_message == "unclaimed: found on FLORA after a lost create answer, not matched to a call"
     await j.aclose()
