@@ -60,9 +60,11 @@ def key_account(account: str) -> str:
 class Found:
     """What recovery knows of one lost create: its run, or the candidates it could not choose between."""
 
-    def __init__(self, run: Run | None = None, candidates: Iterable[str] = ()) -> None:
+    def __init__(self, run: Run | None = None, candidates: Iterable[str] = (), *, matched: int = 0) -> None:
         self.run = run
         self.candidates = list(candidates)
+        self.matched = matched
+        """How many lost rows got their run in the same step (this one's and others')."""
 
     def explain(self, result: ToolResult) -> ToolResult:
         """`result` (of a create with no run) naming the runs it could be, when there were several."""
@@ -129,14 +131,14 @@ class Recovery:
             for technique_id in dict.fromkeys(row.technique_id for row in rows):
                 sample = next(row for row in rows if row.technique_id == technique_id)
                 technique = Technique(technique_id=technique_id, slug=sample.technique_slug,
-                                      name=sample.technique_name, inputs=[])
+                                      name=sample.technique_name, run_cost=sample.run_cost, inputs=[])
                 try:
                     found = await self._match(technique, None)
                 except APIError as exc:
                     log.warning("reconciling runs of %s left without a run id: %s", sample.technique_name,
                                 exc.message)
                     continue
-                matched += found.run is not None
+                matched += found.matched
         if matched:
             log.info("reconciled %d journal row(s) left without a run id", matched)
         return matched
@@ -146,7 +148,7 @@ class Recovery:
         return [row for row in rows if row.idempotency_key not in self._in_flight]
 
     async def _match(self, technique: Technique, key: str | None) -> Found:
-        """Match the technique's lost rows to its unclaimed runs; `key`'s run (None: reconciling, the first matched)."""
+        """Match the technique's lost rows to its unclaimed runs; `key`'s run (None: reconciling, which counts rows)."""
         lost = await self._lost_rows(technique.technique_id)
         if not lost:
             return Found()
@@ -160,13 +162,13 @@ class Recovery:
                 await self.journal.update(row.idempotency_key, run_id=run.run_id, status=run.status,
                                           poll_url=run.poll_url, progress=run.progress, error_code=None,
                                           error_message=None)
-                if row.idempotency_key == key or (key is None and chosen is None):
+                if row.idempotency_key == key:
                     chosen = run
                 elif key is not None:
                     self._matched[row.idempotency_key] = run
             log.warning("matched %d lost create(s) of %s to FLORA's runs in creation order", len(lost),
                         technique.name or technique.technique_id)
-            return Found(chosen)
+            return Found(chosen, matched=len(lost))
         ids = [run.run_id for run in candidates]
         log.warning("%d lost create(s) of %s and %d unclaimed run(s) (%s): not guessing; the runs are kept as "
                     "unclaimed journal rows", len(lost), technique.name or technique.technique_id, len(ids),
