@@ -1,9 +1,10 @@
-"""GET requests to FLORA over kept-alive HTTP/1.1 connections of its own: the catalog's schema requests.
+"""GET requests to FLORA over kept-alive HTTP/1.1 connections of its own: the catalog's schema requests and the
+polls of runs.
 
 httpx spends 1-3 ms of CPU on every request (its client layers, and httpcore's pool, whose cost per request grows
-with its number of connections): the 500 schema requests of a 1,000-technique catalog took over a second of
-start-up that way, competing with the MCP SDK's import for the one interpreter lock. Here one costs about a tenth of
-a millisecond. The request is httpx's own (`AsyncClient.build_request`: the same URL, headers and bytes), and so is
+with its number of connections: a socket check of every idle one): the 500 schema requests of a 1,000-technique
+catalog took over a second of start-up that way, competing with the MCP SDK's import for the one interpreter lock,
+and a hundred runs in flight paid it on every poll. Here one costs about a tenth of a millisecond. The request is httpx's own (`AsyncClient.build_request`: the same URL, headers and bytes), and so is
 the answer (`httpx.Response`, which undoes the gzip or deflate httpx asks for), so the client's retry policy and
 error translation see what they saw before; a failure raises the httpx exception httpx would have raised
 (`ConnectError`, `ReadTimeout`, `RemoteProtocolError`...).
@@ -23,8 +24,10 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 __all__ = ["KeepAliveGets", "usable_for"]
 
 MAX_HEAD = 64 * 1024
-MAX_IDLE = 20
-"""Connections kept open between requests (httpx keeps as many)."""
+MAX_CONNECTIONS = 100
+"""Connections open at once (as httpx's pool allows): a 101st GET waits for one of them."""
+MAX_IDLE = MAX_CONNECTIONS
+"""Connections kept open between requests: a hundred runs polled together reuse theirs, not reconnect each time."""
 
 
 def usable_for(base_url: str) -> bool:
@@ -121,23 +124,26 @@ class _Connection:
 
 
 class KeepAliveGets:
-    """GETs to one host over kept-alive connections (as many at once as there are callers, MAX_IDLE kept)."""
+    """GETs to one host over kept-alive connections (up to `max_connections` at once, as many kept)."""
 
-    def __init__(self, *, timeout: float, connect_timeout: float) -> None:
+    def __init__(self, *, timeout: float, connect_timeout: float, max_connections: int = MAX_CONNECTIONS) -> None:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.max_idle = min(MAX_IDLE, max_connections)
         self._idle: list[_Connection] = []
+        self._open = anyio.CapacityLimiter(max_connections)
         self._ssl: ssl.SSLContext | None = None
 
     async def get(self, request: httpx.Request) -> httpx.Response:
         """The answer to `request` (a GET built by the client), or the httpx exception of its failure."""
-        while self._idle:
-            connection = self._idle.pop()
-            try:
-                return await self._exchange(connection, request)
-            except _NoResponse:
-                pass  # closed by the server while idle: a GET asks again on a new connection (as httpcore does)
-        return await self._exchange(await self._connect(request), request)
+        async with self._open:
+            while self._idle:
+                connection = self._idle.pop()
+                try:
+                    return await self._exchange(connection, request)
+                except _NoResponse:
+                    pass  # closed by the server while idle: a GET asks again on a new connection (as httpcore does)
+            return await self._exchange(await self._connect(request), request)
 
     async def _exchange(self, connection: _Connection, request: httpx.Request) -> httpx.Response:
         keep = False
@@ -150,7 +156,7 @@ class KeepAliveGets:
             except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
                 raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from None
         finally:
-            if keep and len(self._idle) < MAX_IDLE:
+            if keep and len(self._idle) < self.max_idle:
                 self._idle.append(connection)
             else:
                 await connection.aclose()

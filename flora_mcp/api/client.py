@@ -84,7 +84,8 @@ class FloraClient:
             follow_redirects=False,
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
-        # The catalog's schema requests, hundreds at start-up, over connections of their own (see _keepalive.py).
+        # The catalog's schema requests (hundreds at start-up) and the polls of runs, over connections of their own
+        # (see _keepalive.py).
         self._gets = KeepAliveGets(timeout=timeout, connect_timeout=min(timeout, CONNECT_TIMEOUT)) if (
             transport is None and usable_for(self.base_url)) else None
 
@@ -193,7 +194,7 @@ class FloraClient:
             url, endpoint = f"techniques/{_seg(technique_ref)}/runs/{_seg(run_id)}", "GET /techniques/{id}/runs/{run}"
         else:
             url, endpoint = f"runs/{_seg(run_id)}", "GET /runs/{run}"
-        body, rid = await self._request("GET", url, endpoint=endpoint)
+        body, rid = await self._request("GET", url, endpoint=endpoint, kept_alive=True)
         run = self._absolute_urls(_parse(Run, body, endpoint=endpoint, request_id=rid))
         if run.run_id != run_id:
             raise APIResponseError(f"{endpoint}: asked for run {run_id}, got {run.run_id}", endpoint=endpoint,

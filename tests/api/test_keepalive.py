@@ -163,3 +163,30 @@ def test_only_direct_http_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HTTPS_PROXY")
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=TECHNIQUE))
     assert FloraClient(api_key="k", base_url="https://app.flora.ai/api/v1", transport=transport)._gets is None
+
+
+@pytest.mark.anyio
+async def test_polls_of_runs_go_over_the_kept_alive_connections() -> None:
+    run = json.dumps({"run_id": "run_1", "status": "running", "progress": 40,
+                      "poll_url": "/api/v1/technique-runs/run_1"}).encode()
+    async with http_server(lambda n: framed(run)) as server, client_for(server) as client:
+        for _ in range(3):
+            polled = await client.get_run("run_1", poll_url="/api/v1/technique-runs/run_1")
+        assert polled.status == "running"
+        kept_idle = len(client._gets._idle) if client._gets is not None else 0
+    assert [r.split(b"\r\n")[0] for r in server.requests] == [b"GET /api/v1/technique-runs/run_1 HTTP/1.1"] * 3
+    assert server.connections == 1 and kept_idle == 1  # one connection, kept between the polls
+
+
+@pytest.mark.anyio
+async def test_no_more_connections_open_at_once_than_allowed() -> None:
+    from flora_mcp.api._keepalive import KeepAliveGets
+
+    body = json.dumps(TECHNIQUE).encode()
+    async with http_server(lambda n: framed(body)) as server, client_for(server) as client:
+        client._gets = KeepAliveGets(timeout=5, connect_timeout=5, max_connections=3)
+        async with anyio.create_task_group() as tg:
+            for _ in range(12):
+                tg.start_soon(client.get_technique, "one")
+    assert len(server.requests) == 12
+    assert server.connections == 3  # the other nine waited for one of the three, and reused it
