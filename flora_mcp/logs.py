@@ -35,6 +35,10 @@ MIN_PREFIX = 8
 (`tok_3f9a1c...`, as many servers echo one back) still gives much of it away."""
 REDACTED_LOGGERS = frozenset({"flora_mcp", "httpx", "httpcore", "mcp", "uvicorn", "starlette", "sse_starlette"})
 """Top-level logger names whose records are redacted as they are made: flora-mcp's and those of what it drives."""
+MIN_SECRET = 6
+"""Registered secrets are this long or longer: a shorter one would hide ordinary words."""
+_SUSPECT = re.compile(r"sk_|(?i:bearer)")
+"""What KEY_PATTERN and BEARER_PATTERN can only match around: a result's many strings skip both without it."""
 _TOKEN_CHAR = re.compile(r"[A-Za-z0-9_-]")
 _secrets: OrderedDict[str, None] = OrderedDict()
 _MARK = "_flora_mcp_redacts"
@@ -43,7 +47,7 @@ _MARK = "_flora_mcp_redacts"
 def add_secret(secret: str | None) -> None:
     """Never let this value reach a log line (API keys, bearer tokens); installs the redaction on first use."""
     install_redaction()
-    if not secret or len(secret) < 6:
+    if not secret or len(secret) < MIN_SECRET:
         return
     _secrets[secret] = None
     _secrets.move_to_end(secret)
@@ -61,14 +65,18 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     Returns:
         The text, redacted.
     """
-    text = KEY_PATTERN.sub(REDACTED, text)  # first: a FLORA key that merely starts as a registered one goes whole
+    if len(text) < MIN_SECRET and secrets is None:
+        return text  # shorter than any registered secret and than what either pattern matches
+    suspect = _SUSPECT.search(text) is not None
+    if suspect:
+        text = KEY_PATTERN.sub(REDACTED, text)  # first: a FLORA key that merely starts as a registered one goes whole
     spans: list[tuple[int, int]] = []
     for secret in secrets if secrets is not None else list(_secrets):
         if secret and secret[:_prefix_length(secret)] in text:
             spans.extend(_occurrences(text, secret))
     if spans:
         text = _hide(text, spans)
-    return BEARER_PATTERN.sub(rf"\g<1>{REDACTED}", text)
+    return BEARER_PATTERN.sub(rf"\g<1>{REDACTED}", text) if suspect else text
 
 
 def _prefix_length(secret: str) -> int:

@@ -14,6 +14,15 @@ def test_a_flora_shaped_key_is_hidden_even_when_nobody_registered_it() -> None:
     assert redact("sk_ and task_id sk_x") == "sk_ and task_id sk_x"  # too short to be a key
 
 
+def test_a_bearer_credential_is_hidden_whatever_the_case_and_short_texts_pass_through(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "_secrets", type(logs._secrets)())
+    assert redact("AUTHORIZATION: BEARER tok.ABC/def+9") == f"AUTHORIZATION: BEARER {REDACTED}"
+    assert redact("authorization: bEaReR tok.ABC/def+9") == f"authorization: bEaReR {REDACTED}"
+    add_secret("abc123")  # the shortest registered secret there is
+    assert redact("abc123") == REDACTED and redact("abc12") == "abc12" and redact("x abc123") == f"x {REDACTED}"
+
+
 def test_registered_secrets_of_any_shape_are_hidden_and_the_set_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(logs, "_secrets", type(logs._secrets)())
     add_secret("tok-ABCDEF-123")
