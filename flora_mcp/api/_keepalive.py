@@ -4,10 +4,11 @@ polls of runs.
 httpx spends 1-3 ms of CPU on every request (its client layers, and httpcore's pool, whose cost per request grows
 with its number of connections: a socket check of every idle one): the 500 schema requests of a 1,000-technique
 catalog took over a second of start-up that way, competing with the MCP SDK's import for the one interpreter lock,
-and a hundred runs in flight paid it on every poll. Here one costs about a tenth of a millisecond. The request is httpx's own (`AsyncClient.build_request`: the same URL, headers and bytes), and so is
-the answer (`httpx.Response`, which undoes the gzip or deflate httpx asks for), so the client's retry policy and
-error translation see what they saw before; a failure raises the httpx exception httpx would have raised
-(`ConnectError`, `ReadTimeout`, `RemoteProtocolError`...).
+and a hundred runs in flight paid it on every poll. Here one costs about a tenth of a millisecond. The request is
+httpx's own (`AsyncClient.build_request`: the same URL, headers and bytes), and so is the answer (`httpx.Response`,
+which undoes the gzip or deflate httpx asks for), so the client's retry policy and error translation see what they
+saw before; a failure raises the httpx exception httpx would have raised (`ConnectError`, `ReadTimeout`,
+`RemoteProtocolError`...).
 Used only for GETs to FLORA's own host, without a proxy and without a transport of the caller's.
 """
 
