@@ -51,6 +51,8 @@ RootsProvider = Callable[[], Awaitable[Sequence[str] | None]]
 
 # Clients that reset their timeout on progress (TypeScript SDK, Claude Code) need a notification well within it.
 HEARTBEAT = 1.0
+DUE_WITHIN = 0.001
+"""A wait this close to its end is over: no heartbeat for the last millisecond of it."""
 DAY = 86_400.0
 """Seconds in a day: FLORA_PRINCIPAL_BUDGET counts from midnight UTC."""
 LEASE_MARGIN = 900.0
@@ -236,6 +238,7 @@ class RunManager:
         await progress.report(0.0, "submitting")
         started = time.time()
         run: Run | None = None
+        answered_at: float | None = None  # when the create's answer came (not set for a run recovery found)
         failure: APIError | None = None
         found = Found()
         # Shielded from the row on: once it holds the budget, the create leaves, and once the request may be out, the
@@ -253,6 +256,7 @@ class RunManager:
                 run = await self.client.create_run(
                     technique, inputs, idempotency_key=key, workspace_id=self.settings.workspace_id,
                     callback_url=self.completions.callback_url if self.completions is not None else None)
+                answered_at = anyio.current_time()
             except APIError as exc:
                 self.recovery.answered(key)
                 failure = exc
@@ -281,13 +285,14 @@ class RunManager:
         # The call's only run ends its reservation with its last event: one store step for both. (Not one of
         # several: a sibling may not have taken its share of the reservation yet.)
         return await self._wait(tool.name, technique, run, key, progress, phase, started=started,
-                                max_wait=self.settings.max_wait, closing=reservation if only else None)
+                                max_wait=self.settings.max_wait, closing=reservation if only else None,
+                                answered_at=answered_at)
 
     # Waiting ---------------------------------------------------------------------------------------------------
 
     async def _wait(self, tool: str, technique: Technique | None, run: Run, key: str | None, progress: CallProgress,
-                    phase: CallPhase, *, started: float, max_wait: float, closing: Reservation | None = None
-                    ) -> ToolResult:
+                    phase: CallPhase, *, started: float, max_wait: float, closing: Reservation | None = None,
+                    answered_at: float | None = None) -> ToolResult:
         # A run flora-mcp created (it has a key) was given the callback URL: its webhook will say when it ended, and
         # polling is the safety net. Any other run is polled as usual (a webhook still cuts the wait short).
         announced = self.completions is not None and key is not None
@@ -300,19 +305,23 @@ class RunManager:
         await progress.report(run.progress, run.status)
         if run.is_terminal:
             return await self._finish(tool, technique, run, key, closing)
-        scheduler.observe(anyio.current_time(), run.progress)
-        delay = scheduler.first_delay(run.estimated_seconds)
+        # Each poll is due a delay after the answer before it (the create's, then each poll's), not after the
+        # journal writes and progress that followed that answer: they happen during the wait.
+        answered_at = anyio.current_time() if answered_at is None else answered_at
+        scheduler.observe(answered_at, run.progress)
+        due = answered_at + scheduler.first_delay(run.estimated_seconds)
         last_status = run.status  # the journal is written when the status changes, not on every poll
         with anyio.move_on_after(max_wait) as scope, self._cut_short(scope), self._watch(run.run_id) as watch:
             while True:
-                await self._sleep_with_heartbeat(delay, progress, run, watch)
+                await self._sleep_with_heartbeat(due, progress, run, watch)
                 watch.rearm()
                 try:
                     run = await self.client.get_run(run.run_id, technique_ref=ref, poll_url=poll_url)
                 except APIError as exc:
                     return from_failure(tool, exc, phase, technique)
+                answered_at = anyio.current_time()
                 poll_url = run.poll_url or poll_url
-                scheduler.observe(anyio.current_time(), run.progress)
+                scheduler.observe(answered_at, run.progress)
                 if key and run.status != last_status and not run.is_terminal:
                     await self._record.polled(key, run)
                 last_status = run.status
@@ -321,7 +330,7 @@ class RunManager:
                     return await self._finish(tool, technique, run, key, closing)
                 if time.time() - started >= self.settings.run_timeout:
                     return from_run(tool, run, technique, timed_out=True)
-                delay = scheduler.next_delay()
+                due = answered_at + scheduler.next_delay()
         return from_run(tool, run, technique)
 
     def stop_waiting(self) -> None:
@@ -348,14 +357,14 @@ class RunManager:
         with self.completions.watch(run_id) as watch:
             yield watch
 
-    async def _sleep_with_heartbeat(self, delay: float, progress: CallProgress, run: Run, watch: Watch) -> None:
-        """Sleep `delay` seconds, or until the run's webhook comes; progress every HEARTBEAT meanwhile."""
-        while delay > 0 and not watch.fired:
-            step = min(delay, HEARTBEAT)
-            with anyio.move_on_after(step):
+    async def _sleep_with_heartbeat(self, due: float, progress: CallProgress, run: Run, watch: Watch) -> None:
+        """Sleep until `due` (anyio's clock), or until the run's webhook comes; progress every HEARTBEAT meanwhile."""
+        beat = anyio.current_time()
+        while not watch.fired and due - beat > DUE_WITHIN:
+            beat = min(due, beat + HEARTBEAT)
+            with anyio.move_on_after(beat - anyio.current_time()):
                 await watch.wait()
-            delay -= step
-            if delay > 0 and not watch.fired:
+            if due - beat > DUE_WITHIN and not watch.fired:
                 await progress.report(run.progress, f"{run.status} (waiting)")
 
     async def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 
 from flora_mcp.core.toolkit import Toolkit
@@ -69,3 +70,26 @@ async def test_an_mcp_client_receives_the_heartbeats_as_progress_notifications(s
     values = [p for p, _, _ in seen]
     assert values == sorted(values) and len(set(values)) == len(values)
     assert all(total == 100.0 for _, total, _ in seen)
+
+
+@pytest.mark.anyio
+async def test_the_first_poll_is_due_an_interval_after_the_creates_answer_not_after_what_followed_it(
+        sandbox: Sandbox) -> None:
+    """What follows the create's answer (the journal's write of the run id, the first progress) happens during the
+    wait for the first poll, not before it: here the client's handling of that first progress takes 1.5 of the
+    3.5 s, and the gap before the first poll holds one heartbeat, not three."""
+    events: list[tuple[int, str]] = []
+    slowed = False
+
+    async def on_progress(percent: float, message: str) -> None:
+        nonlocal slowed
+        events.append((polls(sandbox), message))
+        if message in ("pending", "running") and not slowed:
+            slowed = True
+            await anyio.sleep(1.5)
+
+    async with Toolkit(settings_for(sandbox, poll_interval=POLL_INTERVAL)) as kit:
+        result = await kit.call(TECHNIQUE, {"content": "due"}, progress=on_progress)
+    assert result.status == "completed" and slowed, result.summary()
+    first_gap = [message for gap, message in events if gap == 0 and is_heartbeat(message)]
+    assert 1 <= len(first_gap) < BEATS_PER_GAP, events
