@@ -288,10 +288,13 @@ class FloraClient:
             The decoded JSON body (None when not expected) and the request-id.
         """
         attempt = 0
+        unknown_before = False
         while True:
             try:
                 return await self._attempt(send, endpoint=endpoint, expect_json=expect_json)
             except APIError as exc:
+                exc.unknown_before = unknown_before
+                unknown_before = unknown_before or exc.outcome_unknown
                 if not self.retry.should_retry(exc, attempt=attempt, idempotent=idempotent):
                     raise
                 wait = self.retry.delay(exc, attempt=attempt)

@@ -79,14 +79,20 @@ class APIError(FloraError):
         super().__init__(message)
         self.endpoint = endpoint
         self.request_id = request_id
+        self.unknown_before = False
+        """An earlier attempt of the same request ended with an unknown outcome (set by the client's retries)."""
 
     @property
     def outcome_unknown(self) -> bool:
         """Whether FLORA may have acted on the request although no usable answer says what it did.
 
         For a create this decides everything: a run may exist and be charged, so the call must not be reported as
-        "nothing was sent", and its idempotency key must be kept. The one rule, for every caller.
+        "nothing was sent", and its idempotency key must be kept. The one rule, for every caller. A request whose
+        earlier attempt may have been acted on stays unknown whatever its last attempt got (a refused connection,
+        a 429): that attempt's answer says nothing of the earlier one.
         """
+        if self.unknown_before:
+            return True
         if isinstance(self, APIConnectionError):
             return self.maybe_sent
         if isinstance(self, APIStatusError):

@@ -67,3 +67,22 @@ async def test_a_create_flora_refused_releases_its_hold_and_says_nothing_was_cha
         [row] = await kit.runs.recent()
     assert (refused.error_code, refused.run_id) == ("insufficient_credits", None)
     assert held == 0.0 and row.status == "error"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("last", ["429-before", "400-before"])
+async def test_a_retry_refused_after_an_attempt_that_may_have_made_the_run_is_still_an_unknown_outcome(
+        sandbox: Sandbox, last: str) -> None:
+    """The first attempt made the run and its answer was lost (500 after); the retry, with the same key, was
+    refused. The refusal says nothing of the first attempt: the run is looked for (and found), never "try again"."""
+    status = int(last.split("-")[0])
+    sandbox.faults.inject(route="create_technique_run", kind="status", status=500, when="after")
+    sandbox.faults.inject(route="create_technique_run", kind="status", status=status, when="before")
+    async with Toolkit(settings_for(sandbox, max_retries=1, session_budget=PRICE)) as kit:
+        result = await kit.call(QR, {"content": "made by the first attempt"})
+        [row] = await kit.runs.recent()
+    keys = {r.idempotency_key for r in sandbox.requests_for("create_technique_run")}
+    assert posts(sandbox) == 2 and len(keys) == 1, "one retry, with the same key"
+    [made] = sandbox.runs
+    assert (result.status, result.run_id) == ("completed", made.run_id), result.summary()
+    assert row.run_id == made.run_id and row.status == "completed"
