@@ -1,5 +1,5 @@
-"""GET requests to FLORA over kept-alive HTTP/1.1 connections of its own: the catalog's schema requests and the
-polls of runs.
+"""Requests to FLORA over kept-alive HTTP/1.1 connections of its own: the catalog's schema requests, the polls of
+runs and the creates of runs.
 
 httpx spends 1-3 ms of CPU on every request (its client layers, and httpcore's pool, whose cost per request grows
 with its number of connections: a socket check of every idle one): the 500 schema requests of a 1,000-technique
@@ -8,8 +8,10 @@ and a hundred runs in flight paid it on every poll. Here one costs about a tenth
 httpx's own (`AsyncClient.build_request`: the same URL, headers and bytes), and so is the answer (`httpx.Response`,
 which undoes the gzip or deflate httpx asks for), so the client's retry policy and error translation see what they
 saw before; a failure raises the httpx exception httpx would have raised (`ConnectError`, `ReadTimeout`,
-`RemoteProtocolError`...).
-Used only for GETs to FLORA's own host, without a proxy and without a transport of the caller's.
+`RemoteProtocolError`...), of the same class as to whether the request may have been sent.
+Used only for FLORA's own host, without a proxy and without a transport of the caller's; for GETs, and for POSTs that
+carry an `Idempotency-Key` (a create), which alone may be sent again when a connection kept idle turns out closed:
+FLORA answers a key it has seen with the run it made.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import httpx
 from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-__all__ = ["KeepAliveGets", "usable_for"]
+__all__ = ["KeepAliveRequests", "may_send_again", "usable_for"]
 
 MAX_HEAD = 64 * 1024
 MAX_CONNECTIONS = 100
@@ -32,10 +34,15 @@ MAX_IDLE = MAX_CONNECTIONS
 
 
 def usable_for(base_url: str) -> bool:
-    """Whether these GETs may reach `base_url`: http(s), and no proxy in the environment (httpx would use it)."""
+    """Whether these requests may reach `base_url`: http(s), and no proxy in the environment (httpx would use it)."""
     scheme = httpx.URL(base_url).scheme
     proxies = urllib.request.getproxies()
     return scheme in ("http", "https") and not ({"http", "https", "all"} & {k.lower() for k in proxies})
+
+
+def may_send_again(request: httpx.Request) -> bool:
+    """Whether `request` may go again after a connection kept idle gave no answer: a GET, or a keyed POST."""
+    return request.method == "GET" or (request.method == "POST" and "idempotency-key" in request.headers)
 
 
 class _NoResponse(httpx.RemoteProtocolError):
@@ -50,10 +57,10 @@ class _Connection:
     async def exchange(self, request: httpx.Request) -> tuple[httpx.Response, bool]:
         """Send `request`, read its answer; the answer, and whether the connection may serve another."""
         url = request.url
-        head = [f"GET {url.raw_path.decode('ascii')} HTTP/1.1\r\n".encode("ascii")]
+        head = [f"{request.method} {url.raw_path.decode('ascii')} HTTP/1.1\r\n".encode("ascii")]
         head += [name + b": " + value + b"\r\n" for name, value in request.headers.raw]
         try:
-            await self.stream.send(b"".join(head) + b"\r\n")
+            await self.stream.send(b"".join(head) + b"\r\n" + request.content)
             raw_head = await self.reader.receive_until(b"\r\n\r\n", MAX_HEAD)
         except (anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             if self.reader.buffer:
@@ -124,8 +131,8 @@ class _Connection:
             pass
 
 
-class KeepAliveGets:
-    """GETs to one host over kept-alive connections (up to `max_connections` at once, as many kept)."""
+class KeepAliveRequests:
+    """Requests to one host over kept-alive connections (up to `max_connections` at once, as many kept)."""
 
     def __init__(self, *, timeout: float, connect_timeout: float, max_connections: int = MAX_CONNECTIONS) -> None:
         self.timeout = timeout
@@ -135,15 +142,17 @@ class KeepAliveGets:
         self._open = anyio.CapacityLimiter(max_connections)
         self._ssl: ssl.SSLContext | None = None
 
-    async def get(self, request: httpx.Request) -> httpx.Response:
-        """The answer to `request` (a GET built by the client), or the httpx exception of its failure."""
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """The answer to `request` (built by the client, its body read), or the httpx exception of its failure."""
         async with self._open:
             while self._idle:
                 connection = self._idle.pop()
                 try:
                     return await self._exchange(connection, request)
                 except _NoResponse:
-                    pass  # closed by the server while idle: a GET asks again on a new connection (as httpcore does)
+                    if not may_send_again(request):
+                        raise
+                    # Closed by the server while idle: asked again on a new connection (as httpcore does for a GET).
             return await self._exchange(await self._connect(request), request)
 
     async def _exchange(self, connection: _Connection, request: httpx.Request) -> httpx.Response:

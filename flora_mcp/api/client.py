@@ -12,7 +12,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from flora_mcp._version import __version__
-from flora_mcp.api._keepalive import KeepAliveGets, usable_for
+from flora_mcp.api._keepalive import KeepAliveRequests, usable_for
 from flora_mcp.api.errors import APIError, APIResponseError, error_from_response, map_transport_errors
 from flora_mcp.api.models import Run, Technique, Workspace
 from flora_mcp.api.retry import RetryPolicy
@@ -84,9 +84,9 @@ class FloraClient:
             follow_redirects=False,
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
-        # The catalog's schema requests (hundreds at start-up) and the polls of runs, over connections of their own
-        # (see _keepalive.py).
-        self._gets = KeepAliveGets(timeout=timeout, connect_timeout=min(timeout, CONNECT_TIMEOUT)) if (
+        # The catalog's schema requests (hundreds at start-up), the polls and the creates of runs, over connections
+        # of their own (see _keepalive.py).
+        self._kept = KeepAliveRequests(timeout=timeout, connect_timeout=min(timeout, CONNECT_TIMEOUT)) if (
             transport is None and usable_for(self.base_url)) else None
 
     async def __aenter__(self) -> FloraClient:
@@ -98,8 +98,8 @@ class FloraClient:
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         await self._http.aclose()
-        if self._gets is not None:
-            await self._gets.aclose()
+        if self._kept is not None:
+            await self._kept.aclose()
 
     # Techniques -------------------------------------------------------------------------------------------------
 
@@ -180,7 +180,7 @@ class FloraClient:
         if callback_url:
             payload["callback_url"] = callback_url
         body, rid = await self._request("POST", path, endpoint=endpoint, json=payload,
-                                        idempotency_key=idempotency_key)
+                                        idempotency_key=idempotency_key, kept_alive=True)
         return self._absolute_urls(_parse(Run, body, endpoint=endpoint, request_id=rid))
 
     async def get_run(
@@ -259,14 +259,16 @@ class FloraClient:
 
         Args:
             content: makes a fresh request body (an upload) for each attempt; `headers` then name its type and length.
-            kept_alive: a GET sent over `KeepAliveGets` (when this client has them): the same request, for less CPU.
+            kept_alive: sent over `KeepAliveRequests` (when this client has them), if a GET or a keyed POST without
+                an upload's body: the same request, for less CPU.
         """
         sent = {**(headers or {}), **({"Idempotency-Key": idempotency_key} if idempotency_key else {})}
-        gets = self._gets if kept_alive and method == "GET" and json is None and content is None else None
+        keyed_post = method == "POST" and idempotency_key is not None
+        kept = self._kept if kept_alive and content is None and (method == "GET" or keyed_post) else None
 
         def send() -> Awaitable[httpx.Response]:
-            if gets is not None:
-                return gets.get(self._http.build_request(method, url, params=params, headers=sent or None))
+            if kept is not None:
+                return kept.send(self._http.build_request(method, url, params=params, json=json, headers=sent or None))
             return self._http.request(method, url, params=params, json=json, headers=sent or None,
                                       content=content() if content is not None else None)
 
