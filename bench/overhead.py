@@ -18,6 +18,8 @@ import httpx
 from common import Box, Report, ms, quantile, sandbox
 from startup import LATENCIES
 
+from flora_mcp.server.heap import freeze_heap
+
 # Per-call overhead ---------------------------------------------------------------------------------------------------
 
 
@@ -168,6 +170,7 @@ async def overhead_case(box: Box, case: OverheadCase, blocks: int) -> list[tuple
                 mcp_client(box, poll_interval=poll, **journal) as client):
         await mcp_call(client, slug)  # warm both paths: connections, imports, validators
         await direct_call(http, slug, poll)
+        freeze_heap()  # as flora-mcp's stdio and hosted servers do once started (server/heap.py)
 
         async def through_mcp() -> float:
             return await mcp_call(client, slug)

@@ -34,6 +34,7 @@ from flora_mcp.hosted._options import HostedOptions, is_loopback, transport_secu
 from flora_mcp.hosted._pool import ToolkitPool
 from flora_mcp.hosted._webhooks import WebhookReceiver, webhook_url
 from flora_mcp.logs import add_secret
+from flora_mcp.server.heap import freeze_heap
 
 __all__ = ["DRAIN_TIMEOUT", "HostedServer", "bind", "hosted_policy", "local_url", "oauth_resource", "serve_http"]
 
@@ -81,6 +82,7 @@ async def serve_http(settings: Settings, args: argparse.Namespace) -> None:
     except (FloraError, ConfigurationError) as exc:
         sock.close()
         raise StartupError(exc.message) from None
+    server.freeze_heap = True  # the process is the server's: what lives on can be set aside (server/heap.py)
     await server.serve(handle_signals=True)
 
 
@@ -166,6 +168,8 @@ class HostedServer:
             self.hosted.app, log_config=None, access_log=False, lifespan="on", http="h11", ws="none",
             timeout_graceful_shutdown=int(STREAM_GRACE)))
         self.started = anyio.Event()
+        self.freeze_heap = False
+        """Set what lives on aside from garbage collection once started (server/heap.py): when the process is ours."""
         self.failure: StartupError | None = None
         self._ended_streams = False
         self._shutting_down = False
@@ -235,6 +239,8 @@ class HostedServer:
             return
         if self.pool.shared is not None:
             log.info("serving %d FLORA techniques; ready", count)
+        if self.freeze_heap:
+            freeze_heap()  # started, and the shared catalog (if any) loaded: see server/heap.py
 
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -32,6 +32,7 @@ async def serve_stdio(settings: Settings) -> None:
     from flora_mcp.core.refresh import CatalogRefresher
     from flora_mcp.core.startup import StartupError, catalog_failure
     from flora_mcp.core.toolkit import Toolkit
+    from flora_mcp.server.heap import freeze_once_loaded
 
     try:
         toolkit = Toolkit(settings)
@@ -68,6 +69,7 @@ async def serve_stdio(settings: Settings) -> None:
                 tg.start_soon(load)
             await anyio.to_thread.run_sync(_import_sdk)
             tg.start_soon(_set_later, schemas_allowed, SCHEMAS_GRACE)
+            tg.start_soon(freeze_once_loaded, toolkit)  # the SDK is imported: what lives on is all there
             if cached_age is not None:
                 # Not before: a refresh competes with the import for the one interpreter lock.
                 tg.start_soon(refresher.run, refresher.first_delay(cached_age))

@@ -71,6 +71,39 @@ async def wait_for_url(proc: subprocess.Popen[str], lines: list[str]) -> str:
 
 
 @pytest.mark.anyio
+async def test_the_hosted_process_sets_what_lives_on_aside_from_garbage_collection_once_ready() -> None:
+    """server/heap.py: `flora-mcp --transport http` freezes its heap once the shared catalog has loaded (after the
+    "ready" line); a HostedServer built in some other process (these tests' own) leaves that process's heap alone."""
+    async with serve_sandbox(sandbox_config()) as box:
+        proc = serve_subprocess("--transport", "http", "--port", "0", env=sandbox_env(
+            box, FLORA_MCP_TOKENS=TOKEN, FLORA_LOG_LEVEL="DEBUG"))
+        lines: list[str] = []
+        try:
+            await wait_for_url(proc, lines)
+            assert proc.stderr is not None
+            stream = proc.stderr
+
+            def read_until_frozen() -> None:
+                for line in stream:
+                    lines.append(line)
+                    if "set aside from garbage collection" in line:
+                        return
+
+            with anyio.fail_after(20):
+                await anyio.to_thread.run_sync(read_until_frozen, abandon_on_cancel=True)
+        finally:
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+    ready = next(i for i, line in enumerate(lines) if "; ready" in line)
+    frozen = next(i for i, line in enumerate(lines) if "set aside from garbage collection" in line)
+    assert ready < frozen
+    assert int(lines[frozen].split(" objects set aside")[0].split()[-1]) > 10_000
+
+
+@pytest.mark.anyio
 async def test_sigterm_mid_call_returns_the_run_id_and_exits_in_bound() -> None:
     async with serve_sandbox(sandbox_config(technique_delays={"qr-code-generator": 60.0})) as box:
         proc = serve_subprocess("--transport", "http", "--port", "0", env=sandbox_env(

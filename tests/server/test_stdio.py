@@ -94,3 +94,19 @@ def test_an_unreachable_host_stops_the_server_with_one_line() -> None:
     last = done.stderr.strip().splitlines()[-1]
     assert "cannot load the FLORA technique catalog from http://127.0.0.1:9/api/v1" in last
     assert "connection failed" in last and TEST_KEY not in done.stderr
+
+
+@pytest.mark.anyio
+async def test_what_lives_on_is_set_aside_from_garbage_collection_once_the_catalog_loaded() -> None:
+    """server/heap.py: after start-up (the SDK imported, the catalog loaded) the stdio server freezes its heap."""
+    env = server_env(FLORA_LOG_LEVEL="DEBUG", FLORA_POLL_INTERVAL="0.05")
+    async with stdio_session(["--sandbox"], env) as (session, errlog):
+        assert (await session.list_tools()).tools
+        for _ in range(200):  # the freeze follows the catalog's load; at most 10 s
+            errlog.seek(0)
+            if "set aside from garbage collection" in errlog.read():
+                break
+            await anyio.sleep(0.05)
+        errlog.seek(0)
+        line = next(x for x in errlog.read().splitlines() if "set aside from garbage collection" in x)
+    assert int(line.split(" objects set aside")[0].split()[-1]) > 10_000  # the SDK, pydantic, the catalog
