@@ -354,22 +354,26 @@ async def load_techniques(
             if on_listed is not None:
                 await on_listed(listed)
             full: dict[int, Technique] = {}
+            prefetched: list[tuple[int, _Prefetch]] = []
 
             async def keep(index: int, summary: Technique) -> None:
-                ahead = early.get(summary.technique_id)
-                if ahead is not None and ahead.summary == summary:
-                    detail = await ahead.result()
-                else:
-                    detail = await fetch(summary)
+                detail = await fetch(summary)
                 if detail is not None:
                     full[index] = detail
 
             async with anyio.create_task_group() as tg:
                 for index, technique in enumerate(listed):
-                    if technique.is_summary:
-                        tg.start_soon(keep, index, technique)
-                    else:
+                    ahead = early.get(technique.technique_id)
+                    if not technique.is_summary:
                         full[index] = technique
+                    elif ahead is not None and ahead.summary == technique:
+                        prefetched.append((index, ahead))  # under way already: no task of its own to wait for it
+                    else:
+                        tg.start_soon(keep, index, technique)
+                for index, ahead in prefetched:
+                    detail = await ahead.result()
+                    if detail is not None:
+                        full[index] = detail
             prefetching.cancel_scope.cancel()  # left: the schemas of items a later page replaced
     except BaseExceptionGroup as group:
         # A failed listing, or one failed fetch that cancelled the others: that one, not a group of one.

@@ -99,3 +99,22 @@ async def test_full_mode_asks_for_schemas_while_the_later_pages_are_listed(sandb
     order = routes(sandbox)
     assert "get_technique" not in order[:order.count("list_techniques")]  # auto: the count first (compact or not)
     assert order.count("get_technique") == schemas > 0  # each summary's schema asked for once, either way
+
+
+@pytest.mark.anyio
+async def test_full_mode_leaves_out_a_prefetched_technique_that_is_gone_and_fails_on_one_that_failed(
+        sandbox: Sandbox) -> None:
+    from flora_mcp.api.errors import APIStatusError
+
+    summaries = [t for t in sandbox.state.catalog.visible(None)]
+    async with Toolkit(settings_for(sandbox, tools_mode="full")) as kit:
+        everything = len(kit.catalog)
+    assert everything == len(summaries)
+    sandbox.faults.inject(route="get_technique", kind="status", status=404, code="not_found")
+    async with Toolkit(settings_for(sandbox, tools_mode="full", max_retries=0)) as kit:
+        assert len(kit.catalog) == everything - 1  # the one that is gone; the others served
+    sandbox.faults.inject(route="get_technique", kind="status", status=500)
+    with pytest.raises(APIStatusError) as failed:  # that one error, not a group of one
+        async with Toolkit(settings_for(sandbox, tools_mode="full", max_retries=0)) as kit:
+            await kit.load_catalog()
+    assert failed.value.status_code == 500
