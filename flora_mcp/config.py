@@ -56,7 +56,7 @@ class Settings(BaseSettings):
                                    description="Timeout of one HTTP request to FLORA, seconds.")
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=10,
                              description="Retries of one request on 408/429/5xx/connection errors.")
-    catalog_concurrency: int = Field(default=SCHEMA_FETCH_CONCURRENCY, ge=1, le=64,
+    catalog_concurrency: int = Field(default=SCHEMA_FETCH_CONCURRENCY, ge=1, le=100,
                                      description="Technique schemas fetched at once while loading the catalog.")
 
     log_level: str = Field(default="INFO", description="Level of the stderr log: DEBUG, INFO, WARNING or ERROR.")
