@@ -19,8 +19,6 @@ log = logging.getLogger("flora_mcp")
 # After the SDK is imported, the first answers (initialize, tools/list) go out before hundreds of schema requests
 # compete with them for the event loop; a tool call that needs the schemas starts them at once.
 SCHEMAS_GRACE = 1.0
-IMPORT_SWITCH_INTERVAL = 0.0005
-"""Seconds a thread holds the interpreter lock before handing it over, while the SDK is imported (default 0.005)."""
 
 
 async def serve_stdio(settings: Settings) -> None:
@@ -69,7 +67,7 @@ async def serve_stdio(settings: Settings) -> None:
             if cached_age is None:
                 toolkit.defer_schemas(until=schemas_allowed)
                 tg.start_soon(load)
-            await _import_beside_the_loop()
+            await anyio.to_thread.run_sync(_import_sdk)
             tg.start_soon(_set_later, schemas_allowed, SCHEMAS_GRACE)
             tg.start_soon(freeze_once_loaded, toolkit)  # the SDK is imported: what lives on is all there
             if cached_age is not None:
@@ -99,18 +97,6 @@ async def serve_stdio(settings: Settings) -> None:
 async def _set_later(event: anyio.Event, delay: float) -> None:
     await anyio.sleep(delay)
     event.set()
-
-
-async def _import_beside_the_loop() -> None:
-    """Import the SDK in a worker thread with a short GIL switch interval meanwhile: each socket operation of the
-    catalog's requests gives the interpreter lock away, and took it back only when the import let go of it, up to
-    the default 5 ms later, for each of a page's and a schema's round trips."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(float(os.environ.get("XSW", IMPORT_SWITCH_INTERVAL)))
-    try:
-        await anyio.to_thread.run_sync(_import_sdk)
-    finally:
-        sys.setswitchinterval(previous)
 
 
 def _import_sdk() -> None:

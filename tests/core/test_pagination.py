@@ -106,7 +106,7 @@ async def test_full_mode_leaves_out_a_prefetched_technique_that_is_gone_and_fail
         sandbox: Sandbox) -> None:
     from flora_mcp.api.errors import APIStatusError
 
-    summaries = [t for t in sandbox.state.catalog.visible(None)]
+    summaries = list(sandbox.state.catalog.visible(None))
     async with Toolkit(settings_for(sandbox, tools_mode="full")) as kit:
         everything = len(kit.catalog)
     assert everything == len(summaries)
