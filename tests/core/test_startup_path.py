@@ -48,8 +48,9 @@ class _InFlight(httpx.AsyncBaseTransport):
 
 @pytest.mark.anyio
 async def test_schemas_are_fetched_many_at_once_not_a_few() -> None:
-    # Each answer takes a while, so every request the loader allows is in flight together.
-    async with serve_sandbox(sandbox_config(extra_techniques=120, page_size=100, latency=0.05)) as box:
+    # Each answer takes a while (long enough for a loaded machine to have sent all 64 before the first answer comes),
+    # so every request the loader allows is in flight together.
+    async with serve_sandbox(sandbox_config(extra_techniques=120, page_size=100, latency=0.3)) as box:
         transport = _InFlight()
         async with FloraClient(api_key=TEST_KEY, base_url=box.base_url, transport=transport) as client, \
                 Toolkit(settings_for(box), client=client) as kit:
