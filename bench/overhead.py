@@ -115,7 +115,11 @@ async def bench_overhead(report: Report, quick: bool) -> None:
     report.say()
     report.say("A synthetic technique (text in, text out, no work) through the in-memory MCP client (JSON-RPC both "
                "ways, validation, the run journal in a file, progress, result) against the same technique created "
-               "and polled straight over HTTP under the same poll policy, in alternating blocks. Overhead = MCP "
+               "and polled straight over HTTP under the same poll policy, in alternating blocks. The direct path is "
+               "httpx with its default pool (100 connections, 20 kept alive), as a script calling FLORA would be; "
+               "flora-mcp's creates and polls go over kept-alive connections of its own (api/_keepalive.py), and "
+               "its heap is frozen after start-up as its servers' is (server/heap.py): both are part of what is "
+               "measured, and why its p99 can come out below the direct one's. Overhead = MCP "
                "percentile - direct percentile within each pair of adjacent blocks, median over the pairs (the "
                "other columns pool every call). At 100: 100 calls in flight, each run lasting 1 s in the sandbox, "
                "the workers' first calls spread over that second. The `:memory:` row shows what the journal's "
