@@ -31,6 +31,9 @@ MAX_CONNECTIONS = 100
 """Connections open at once (as httpx's pool allows): a 101st GET waits for one of them."""
 MAX_IDLE = MAX_CONNECTIONS
 """Connections kept open between requests: a hundred runs polled together reuse theirs, not reconnect each time."""
+KEEPALIVE_EXPIRY = 5.0
+"""Seconds a connection may sit idle and still be used (httpx's default): a load balancer or NAT on the way may have
+forgotten an older one without a word, and a request on it would wait out the whole timeout."""
 
 
 def usable_for(base_url: str) -> bool:
@@ -134,11 +137,13 @@ class _Connection:
 class KeepAliveRequests:
     """Requests to one host over kept-alive connections (up to `max_connections` at once, as many kept)."""
 
-    def __init__(self, *, timeout: float, connect_timeout: float, max_connections: int = MAX_CONNECTIONS) -> None:
+    def __init__(self, *, timeout: float, connect_timeout: float, max_connections: int = MAX_CONNECTIONS,
+                 keepalive_expiry: float = KEEPALIVE_EXPIRY) -> None:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_idle = min(MAX_IDLE, max_connections)
-        self._idle: list[_Connection] = []
+        self.keepalive_expiry = keepalive_expiry
+        self._idle: list[tuple[_Connection, float]] = []  # each with when it went idle (anyio's clock)
         self._open = anyio.CapacityLimiter(max_connections)
         self._ssl: ssl.SSLContext | None = None
 
@@ -146,7 +151,10 @@ class KeepAliveRequests:
         """The answer to `request` (built by the client, its body read), or the httpx exception of its failure."""
         async with self._open:
             while self._idle:
-                connection = self._idle.pop()
+                connection, since = self._idle.pop()
+                if anyio.current_time() - since > self.keepalive_expiry:
+                    await connection.aclose()
+                    continue
                 try:
                     return await self._exchange(connection, request)
                 except _NoResponse:
@@ -167,7 +175,7 @@ class KeepAliveRequests:
                 raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from None
         finally:
             if keep and len(self._idle) < self.max_idle:
-                self._idle.append(connection)
+                self._idle.append((connection, anyio.current_time()))
             else:
                 await connection.aclose()
         return response
@@ -194,5 +202,5 @@ class KeepAliveRequests:
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             await connection.aclose()

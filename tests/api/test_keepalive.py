@@ -261,3 +261,18 @@ async def test_a_post_without_a_key_is_never_sent_twice() -> None:
             await kept.send(httpx.Request("POST", url, json={"a": 1}))
         await kept.aclose()
     assert server.connections == 1  # not sent again on a new one
+
+
+@pytest.mark.anyio
+async def test_a_connection_idle_longer_than_the_expiry_is_not_used_again() -> None:
+    from flora_mcp.api._keepalive import KeepAliveRequests
+
+    body = json.dumps(TECHNIQUE).encode()
+    async with http_server(lambda n: framed(body)) as server, client_for(server) as client:
+        client._kept = KeepAliveRequests(timeout=5, connect_timeout=5, keepalive_expiry=0.2)
+        await client.get_technique("one")
+        await client.get_technique("one")  # at once: the same connection
+        await anyio.sleep(0.3)
+        await client.get_technique("one")  # idle too long: a new one
+        await client._kept.aclose()
+    assert len(server.requests) == 3 and server.connections == 2
