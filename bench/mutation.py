@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -123,11 +124,13 @@ def short(mutant: str) -> str:
     return name.removeprefix("x_").replace("__mutmut_", "#")
 
 
-def read_results(tree: Path, module: str) -> tuple[dict[str, int], list[str]]:
-    meta = json.loads((tree / "mutants" / "flora_mcp" / (module + ".meta")).read_text(encoding="utf-8"))
+def read_results(tree: Path, module: str, only: set[str] | None = None) -> tuple[dict[str, int], list[str]]:
+    """Counts per status and the surviving mutants' names (of `only`'s mutants, when given: a sample)."""
     counts: dict[str, int] = {}
     survivors = []
-    for name, code in meta["exit_code_by_key"].items():
+    for name, code in mutant_codes(tree, module).items():
+        if only is not None and name not in only:
+            continue
         status = STATUS.get(code, "suspicious") if code is not None else "not checked"
         counts[status] = counts.get(status, 0) + 1
         if status == "survived":
@@ -135,7 +138,14 @@ def read_results(tree: Path, module: str) -> tuple[dict[str, int], list[str]]:
     return counts, sorted(survivors)
 
 
-def run_module(module: str, tests: list[str], *, show: bool, keep: Path | None, postgres: bool = False) -> Score:
+def mutant_codes(tree: Path, module: str) -> dict[str, int | None]:
+    meta = json.loads((tree / "mutants" / "flora_mcp" / (module + ".meta")).read_text(encoding="utf-8"))
+    codes: dict[str, int | None] = meta["exit_code_by_key"]
+    return codes
+
+
+def run_module(module: str, tests: list[str], *, show: bool, keep: Path | None, postgres: bool = False,
+               sample: int | None = None, seed: int = 0) -> Score:
     missing = [t for t in tests if not (ROOT / t).exists()]
     tests = [t for t in tests if t not in missing]
     if missing:
@@ -150,14 +160,19 @@ def run_module(module: str, tests: list[str], *, show: bool, keep: Path | None, 
         env["COLUMNS"] = "120"
         started = time.monotonic()
         log = base / "mutmut.log"
-        with log.open("wb") as out:
-            code = subprocess.call(["nice", "-n", "10", PY, "-m", "mutmut", "run", "--max-children", "1"],
-                                   cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT)
+        command = ["nice", "-n", "10", PY, "-m", "mutmut", "run", "--max-children", "1"]
+        chosen: set[str] | None = None
+        if sample is not None:
+            # A name no mutant has: mutmut makes the mutants (their names in the module's .meta), finds that none
+            # matches and stops, testing nothing; then a random sample of them is tested (a module whose every
+            # mutant takes the whole selection would take hours).
+            _mutmut(command + ["no-such-mutant"], base, env, log, module, check=False)
+            names = sorted(mutant_codes(base, module))
+            chosen = set(random.Random(seed).sample(names, min(sample, len(names))))
+            command = command + sorted(chosen)
+        _mutmut(command, base, env, log, module)
         seconds = time.monotonic() - started
-        if code != 0:
-            tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
-            raise SystemExit(f"mutmut failed on {module} (exit {code}):\n{tail}")
-        counts, survivors = read_results(base, module)
+        counts, survivors = read_results(base, module, chosen)
         if show:
             for name in survivors:
                 diff = subprocess.run([PY, "-m", "mutmut", "show", name], cwd=base, env=env, capture_output=True,
@@ -170,11 +185,23 @@ def run_module(module: str, tests: list[str], *, show: bool, keep: Path | None, 
             shutil.rmtree(base, ignore_errors=True)
 
 
+def _mutmut(command: list[str], base: Path, env: dict[str, str], log: Path, module: str, *, check: bool = True
+            ) -> None:
+    with log.open("ab") as out:
+        code = subprocess.call(command, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if code != 0 and check:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise SystemExit(f"mutmut failed on {module} (exit {code}):\n{tail}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", help="paths under flora_mcp/ (default: every module in MODULES)")
     parser.add_argument("--survivors", action="store_true", help="print the diff of every surviving mutant")
     parser.add_argument("--postgres", action="store_true", help="also run the storage tests' PostgreSQL cases")
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help="test a random sample of N mutants per module (the score is the sample's)")
+    parser.add_argument("--seed", type=int, default=0, help="the sample's random seed (default 0)")
     parser.add_argument("--keep", type=Path, help="keep each scratch tree (and mutmut's cache) under this folder")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "mutation.md")
     args = parser.parse_args()
@@ -189,7 +216,7 @@ def main() -> None:
     print(lines[1], flush=True)
     for module in chosen:
         score = run_module(module, MODULES[module], show=args.survivors, keep=args.keep,
-                           postgres=args.postgres)
+                           postgres=args.postgres, sample=args.sample, seed=args.seed)
         line = "| " + " | ".join(score.row()) + " |"
         lines.append(line)
         print(line, flush=True)
