@@ -222,3 +222,32 @@ async def test_what_is_left_is_never_below_zero(store_location: str) -> None:
                                    daily_budget=0.05, day_start=DAY, lease=300.0)
     assert refused.reservation_id is None and refused.daily_left == 0.0 and refused.session_left is None
     await store.aclose()
+
+
+async def test_what_is_left_of_a_session_is_its_budget_less_its_charges_and_holds(store_location: str) -> None:
+    store = open_store(store_location)
+    session, first = await store.admit(scope="alice-session", account="alice", amount=0.04, session_budget=0.1,
+                                       daily_budget=None, day_start=DAY, lease=300.0)
+    assert first.reservation_id is not None
+    await store.record(idempotency_key="k1", account="alice", tool="cctv-cam", technique_id="tech_1",
+                       technique_slug="cctv-cam", technique_name="CCTV Cam", inputs={}, run_cost=0.03,
+                       budget_session=session, hold=(first.reservation_id, 0.03))
+    await store.settle("k1", 0.03)  # charged 0.03; 0.01 still reserved by the open call
+    _, refused = await store.admit(scope="alice-session", account="alice", amount=0.07, session_budget=0.1,
+                                   daily_budget=None, day_start=DAY, lease=300.0)
+    assert refused.reservation_id is None and refused.session_left == pytest.approx(0.06)
+    await store.aclose()
+
+
+async def test_a_runs_event_keeps_its_hold_unless_told_to_end_it(store_location: str) -> None:
+    store = open_store(store_location)
+    reservation = await admit(store, 0.05, daily=0.05)
+    assert reservation is not None
+    await run_row(store, "k1")
+    await store.hold(reservation, "k1", 0.05)
+    await store.close_reservation(reservation)
+    await store.write_run("k1", run_id="run_1", status="running")  # progress, no charge yet: the hold stays
+    assert await admit(store, 0.01, daily=0.05) is None
+    await store.write_run("k1", end_hold=True, status="completed", charged_cost=0.02)
+    assert await admit(store, 0.03, daily=0.05) is not None
+    await store.aclose()

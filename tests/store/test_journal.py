@@ -138,3 +138,13 @@ async def test_claimed_run_ids_are_found_whatever_the_account_and_adopted_runs_a
     assert entry.poll_url == "https://x/p" and entry.run_cost == 0.05 and entry.inputs == {}
     assert entry.error_message == "unclaimed: found on FLORA after a lost create answer, not matched to a call"
     await j.aclose()
+
+
+async def test_an_unknown_key_has_no_entry_and_recent_gives_twenty_by_default(store_location: str) -> None:
+    j = open_store(store_location)
+    assert await j.get_by_key("never-recorded") is None
+    for n in range(21):
+        await record(j, f"k{n}")
+    latest = await j.recent("acct")
+    assert len(latest) == 20 and latest[-1].idempotency_key == "k1"
+    await j.aclose()

@@ -6,6 +6,9 @@ is made once and taken up again, also when several processes open a fresh databa
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import anyio
 import pytest
 
@@ -43,6 +46,20 @@ async def test_a_cancelled_task_stays_cancelled(store_location: str) -> None:
     assert not await store.save_task(task("completed", updated="2026-12-02T10:02:00Z"))
     seen = await store.load_task("alice", "task_1")
     assert seen is not None and seen.status == "cancelled"
+    await store.aclose()
+
+
+async def test_a_task_is_read_back_as_written_and_kept_for_its_ttl_or_at_least_an_hour(store_location: str) -> None:
+    store = open_store(store_location)
+    long, short = replace(task("working", ttl_ms=7_200_000), task_id="task_long"), task("working", ttl_ms=60_000)
+    before = time.time()
+    assert await store.save_task(long) and await store.save_task(short)
+    after = time.time()
+    assert await store.load_task("alice", "task_long") == long and await store.load_task("alice", "task_1") == short
+    rows = await store._rows("SELECT task_id, expires_at FROM mcp_tasks ORDER BY task_id")
+    (_, short_expires), (_, long_expires) = rows
+    assert before + 7200.0 <= long_expires <= after + 7200.0  # its ttl (ms), when over an hour
+    assert before + 3600.0 <= short_expires <= after + 3600.0  # an hour at least
     await store.aclose()
 
 
