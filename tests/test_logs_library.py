@@ -82,6 +82,16 @@ def _leak_request_headers(toolkit: Toolkit) -> None:
             logging.getLogger("flora_mcp.core.runs").exception("call failed")
 
     toolkit.client._http.event_hooks["request"].append(log_headers)
+    kept = toolkit.client._kept
+    if kept is not None:
+        # Polls and keyed creates go over flora-mcp's own kept-alive connections, which httpx's hooks never see.
+        send = kept.send
+
+        async def send_logging_headers(request: httpx.Request) -> httpx.Response:
+            await log_headers(request)
+            return await send(request)
+
+        kept.send = send_logging_headers  # type: ignore[method-assign]
 
 
 def _assert_no_key(captured: Captured) -> None:
