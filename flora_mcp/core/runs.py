@@ -359,13 +359,17 @@ class RunManager:
 
     async def _sleep_with_heartbeat(self, due: float, progress: CallProgress, run: Run, watch: Watch) -> None:
         """Sleep until `due` (anyio's clock), or until the run's webhook comes; progress every HEARTBEAT meanwhile."""
-        beat = anyio.current_time()
-        while not watch.fired and due - beat > DUE_WITHIN:
-            beat = min(due, beat + HEARTBEAT)
+        # The next beat counts from when the last one was handled: a client slow to take one gets the next a
+        # second later, not the ones it missed in a burst.
+        handled = anyio.current_time()
+        while not watch.fired and due - handled > DUE_WITHIN:
+            beat = min(due, handled + HEARTBEAT)
             with anyio.move_on_after(beat - anyio.current_time()):
                 await watch.wait()
-            if due - beat > DUE_WITHIN and not watch.fired:
-                await progress.report(run.progress, f"{run.status} (waiting)")
+            if due - beat <= DUE_WITHIN or watch.fired:
+                return
+            await progress.report(run.progress, f"{run.status} (waiting)")
+            handled = anyio.current_time()
 
     async def _finish(self, tool: str, technique: Technique | None, run: Run, key: str | None,
                       closing: Reservation | None = None) -> ToolResult:

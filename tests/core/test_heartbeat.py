@@ -93,3 +93,25 @@ async def test_the_first_poll_is_due_an_interval_after_the_creates_answer_not_af
     assert result.status == "completed" and slowed, result.summary()
     first_gap = [message for gap, message in events if gap == 0 and is_heartbeat(message)]
     assert 1 <= len(first_gap) < BEATS_PER_GAP, events
+
+
+@pytest.mark.anyio
+async def test_a_slow_heartbeat_is_followed_by_the_next_a_second_later_not_by_a_burst(sandbox: Sandbox) -> None:
+    """A heartbeat the client takes 2.2 s to handle (a slow pipe, a busy client) is followed by the next one a
+    second after it was handled, not by the two it missed sent at once: here the poll is due before that second
+    is up, so the first gap holds that one heartbeat only."""
+    events: list[tuple[int, str]] = []
+    slowed = False
+
+    async def on_progress(percent: float, message: str) -> None:
+        nonlocal slowed
+        events.append((polls(sandbox), message))
+        if is_heartbeat(message) and not slowed:
+            slowed = True
+            await anyio.sleep(2.2)
+
+    async with Toolkit(settings_for(sandbox, poll_interval=POLL_INTERVAL)) as kit:
+        result = await kit.call(TECHNIQUE, {"content": "no burst"}, progress=on_progress)
+    assert result.status == "completed" and slowed, result.summary()
+    first_gap = [message for gap, message in events if gap == 0 and is_heartbeat(message)]
+    assert len(first_gap) == 1, events
