@@ -52,10 +52,13 @@ MODULES: dict[str, list[str]] = {
     "core/catalog.py": ["tests/core/test_catalog.py", "tests/core/test_translator.py",
                         "tests/core/test_combinations.py"],
     "core/journal.py": ["tests/core/test_journal.py", "tests/core/test_journal_faults.py"],
-    # The run lifecycle's own tests (test_costs.py and test_translator.py, which reach it too, made a run too long).
+    # The run lifecycle's own tests, and those of what it decides (confirmation, multiple runs, local files, the
+    # wait's cap, the session's spend, polling); test_translator.py, which reaches it too, made a run too long.
     "core/runs.py": ["tests/core/test_runs.py", "tests/core/test_idempotency_wire.py",
                      "tests/core/test_runs_journal_writes.py", "tests/core/test_runs_unknown_outcome.py",
-                     "tests/core/test_heartbeat.py"],
+                     "tests/core/test_heartbeat.py", "tests/core/test_confirm.py", "tests/core/test_multiple.py",
+                     "tests/core/test_local_inputs.py", "tests/core/test_max_wait.py", "tests/core/test_costs.py",
+                     "tests/core/test_polling.py", "tests/core/test_runs_answers.py"],
     # Its mirror only: every create of test_runs*.py reaches sending/answered, which made a run take 40 minutes.
     "core/recovery.py": ["tests/core/test_recovery.py"],
     "store/base.py": ["tests/store/test_budget_store.py", "tests/store/test_journal.py",
