@@ -58,7 +58,8 @@ MODULES: dict[str, list[str]] = {
                      "tests/core/test_runs_journal_writes.py", "tests/core/test_runs_unknown_outcome.py",
                      "tests/core/test_heartbeat.py", "tests/core/test_confirm.py", "tests/core/test_multiple.py",
                      "tests/core/test_local_inputs.py", "tests/core/test_max_wait.py", "tests/core/test_costs.py",
-                     "tests/core/test_polling.py", "tests/core/test_runs_answers.py"],
+                     "tests/core/test_polling.py", "tests/core/test_runs_answers.py",
+                     "tests/core/test_resume.py"],
     # Its mirror only: every create of test_runs*.py reaches sending/answered, which made a run take 40 minutes.
     "core/recovery.py": ["tests/core/test_recovery.py"],
     "store/base.py": ["tests/store/test_budget_store.py", "tests/store/test_journal.py",
