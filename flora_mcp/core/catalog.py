@@ -296,6 +296,8 @@ class Catalog:
         if ref in self.tools:
             return self.tools[ref]
         wanted = ref.strip().lower()
+        if not wanted:  # else it would be the first technique without a slug or a name
+            return None
         for tool in self.tools.values():
             t = tool.technique
             if wanted in {tool.name, (t.slug or "").lower(), t.technique_id.lower(), (t.name or "").lower()}:

@@ -1,0 +1,111 @@
+"""The catalog's small rules, each pinned to its exact output: cutting text at a word, tool names (cut, suffixed,
+the collision loop, the fallback), finding a technique by any of its names, the schema of a multiple-value input,
+what counts as a URL or a path, a tool's title, and which error a failed load raises.
+
+Found by mutation testing `core/catalog.py`: each assertion here failed on a mutant that every other test passed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from flora_mcp.api.models import Technique, TechniqueIO
+from flora_mcp.core.catalog import (
+    MAX_MULTIPLE_VALUES,
+    MAX_TOOL_NAME,
+    Catalog,
+    TechniqueTool,
+    _cut,
+    _first_leaf,
+    _is_url_or_path,
+    _short_hash,
+    assign_names,
+    input_property,
+    tool_name_base,
+)
+
+ELLIPSIS = "\u2026"
+
+
+@pytest.mark.parametrize(("text", "limit", "cut"), [
+    ("abc", 3, "abc"),  # exactly at the limit: left whole
+    ("abcdefghijklmnop", 10, f"abcdefghi{ELLIPSIS}"),  # no space: cut at limit - 1, ellipsis makes the limit
+    ("ab cdefgh ij klmnop", 12, f"ab cdefgh{ELLIPSIS}"),  # at the last space, not the first
+    ("abcde fghijklmno", 10, f"abcde fgh{ELLIPSIS}"),  # a space at exactly half the limit is too early
+    ("abcde fghijklmnop", 12, f"abcde fghij{ELLIPSIS}"),  # and so is one below half
+    ("alpha, beta gamma", 10, f"alpha{ELLIPSIS}"),  # punctuation before the cut goes
+    ("ALPHAX beta gamma", 10, f"ALPHAX{ELLIPSIS}"),  # only punctuation and spaces go
+])
+def test_cut_keeps_within_the_limit_at_a_word(text: str, limit: int, cut: str) -> None:
+    assert _cut(text, limit) == cut
+    assert len(cut) <= limit
+
+
+def technique(technique_id: str, slug: str | None = None, name: str = "") -> Technique:
+    return Technique(technique_id=technique_id, slug=slug, name=name, inputs=[])
+
+
+def test_a_name_base_squeezes_invalid_runs_and_falls_back_to_technique() -> None:
+    assert tool_name_base(technique("t1", slug="a  --  b")) == "a-b"
+    assert tool_name_base(technique("t2", slug="-_Cam.Pro_-")) == "cam-pro"
+    assert tool_name_base(technique("!!!", slug="???", name="...")) == "technique"
+
+
+def test_a_long_slug_is_cut_at_a_boundary_and_given_the_ids_hash() -> None:
+    dash_at_cut = technique("tech_long_1", slug="a" * 40 + "-" + "b" * 30)
+    [(name, _)] = assign_names([dash_at_cut]).items()
+    assert name == "a" * 40 + "-" + _short_hash(dash_at_cut)  # the cut's trailing dash goes, one dash stays
+    letter_at_cut = technique("tech_long_2", slug="a" * 39 + "-" + "b" * 30)
+    [(name, _)] = assign_names([letter_at_cut]).items()
+    assert name == "a" * 39 + "-b-" + _short_hash(letter_at_cut) and len(name) == MAX_TOOL_NAME
+
+
+def test_a_suffixed_name_taken_by_an_exact_slug_gets_a_longer_hash() -> None:
+    first, second = technique("tb1", slug="Cam"), technique("tb2", slug="CAM")  # both "cam": both suffixed
+    squatter = technique("tb3", slug=f"cam-{_short_hash(first)}")  # an exact slug keeps its name, so tb1 moves on
+    names = {t.technique_id: name for name, t in assign_names([first, second, squatter]).items()}
+    assert names == {"tb3": f"cam-{_short_hash(first)}", "tb1": f"cam-{_short_hash(first, 8)}",
+                     "tb2": f"cam-{_short_hash(second)}"}
+
+
+def test_find_takes_a_tool_name_slug_id_or_name_in_any_case() -> None:
+    pro = technique("TECH_Pro_9", slug="Cam.Pro", name="Night Vision")
+    plain = technique("tech_plain")  # no slug, no name: nothing but its id may find it
+    catalog = Catalog.from_techniques([pro, plain])
+    found = {ref: (tool.technique.technique_id if (tool := catalog.find(ref)) else None) for ref in (
+        "cam-pro", "CAM.PRO", " cam.pro ", "tech_pro_9", "TECH_PRO_9", "night vision", "NIGHT VISION", "tech_plain",
+        "xxxx", "", "nothing")}
+    assert found == {"cam-pro": "TECH_Pro_9", "CAM.PRO": "TECH_Pro_9", " cam.pro ": "TECH_Pro_9",
+                     "tech_pro_9": "TECH_Pro_9", "TECH_PRO_9": "TECH_Pro_9", "night vision": "TECH_Pro_9",
+                     "NIGHT VISION": "TECH_Pro_9", "tech_plain": "tech_plain", "xxxx": None, "": None,
+                     "nothing": None}
+
+
+def test_a_multiple_value_input_is_an_array_of_at_most_ten_strings() -> None:
+    io = TechniqueIO(id="prompt", name="Prompt", allow_multiple=True)
+    assert input_property(io) == {
+        "type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": MAX_MULTIPLE_VALUES,
+        "description": f"Prompt. a list of up to {MAX_MULTIPLE_VALUES} values runs once per value."}
+    assert input_property(TechniqueIO(id="prompt")) == {"type": "string", "minLength": 1, "description": "prompt."}
+
+
+@pytest.mark.parametrize(("value", "accepted"), [
+    ("file:///tmp/cat.png", True), ("data:image/png;base64,AAAA", True), ("https://cdn.example/cat.png", True),
+    ("https:///no-host.png", False), ("ftp://example.com/cat.png", False), ("photos/cat.png", True),
+])
+def test_what_counts_as_a_url_or_a_path(value: str, accepted: bool) -> None:
+    assert _is_url_or_path(value) is accepted
+
+
+def test_a_tools_title_is_the_techniques_name_else_the_tool_name() -> None:
+    named = TechniqueTool.build("cam-pro", technique("t1", slug="cam-pro", name="Night Vision")).definition
+    assert named["title"] == named["annotations"]["title"] == "Night Vision"
+    unnamed = TechniqueTool.build("cam-pro", technique("t2", slug="cam-pro")).definition
+    assert unnamed["title"] == unnamed["annotations"]["title"] == "cam-pro"
+
+
+def test_a_failed_load_raises_the_first_error_however_deep_it_is_grouped() -> None:
+    first = ValueError("the first schema failed")
+    group = BaseExceptionGroup("load", [BaseExceptionGroup("page", [first, KeyError("later")]), OSError("other")])
+    assert _first_leaf(group) is first
+    assert _first_leaf(BaseExceptionGroup("flat", [first])) is first
