@@ -50,7 +50,10 @@ MODULES: dict[str, list[str]] = {
     "core/budget.py": ["tests/core/test_budget.py", "tests/core/test_costs.py", "tests/core/test_multiple.py",
                        "tests/core/test_confirm.py"],
     "core/catalog.py": ["tests/core/test_catalog.py", "tests/core/test_translator.py",
-                        "tests/core/test_combinations.py"],
+                        "tests/core/test_combinations.py", "tests/core/test_descriptions.py",
+                        "tests/core/test_pagination.py", "tests/core/test_compact.py", "tests/core/test_filters.py",
+                        "tests/core/test_names_across_processes.py", "tests/api/test_liberal.py",
+                        "tests/core/test_catalog_rules.py"],
     "core/journal.py": ["tests/core/test_journal.py", "tests/core/test_journal_faults.py"],
     # The run lifecycle's own tests, and those of what it decides (confirmation, multiple runs, local files, the
     # wait's cap, the session's spend, polling); test_translator.py, which reaches it too, made a run too long.
