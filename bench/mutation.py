@@ -46,7 +46,7 @@ MODULES: dict[str, list[str]] = {
     "hosted/_auth.py": ["tests/hosted/test_auth.py", "tests/hosted/test_auth_oauth.py",
                         "tests/hosted/test_principals.py", "tests/hosted/test_quotas.py"],
     "hosted/_oauth.py": ["tests/hosted/test_oauth_tokens.py", "tests/hosted/test_auth_oauth.py",
-                         "tests/hosted/test_oauth_server.py"],
+                         "tests/hosted/test_oauth_server.py", "tests/hosted/test_oauth_rules.py"],
     "core/budget.py": ["tests/core/test_budget.py", "tests/core/test_costs.py", "tests/core/test_multiple.py",
                        "tests/core/test_confirm.py"],
     "core/catalog.py": ["tests/core/test_catalog.py", "tests/core/test_translator.py",
