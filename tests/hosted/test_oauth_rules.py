@@ -10,9 +10,10 @@ others passed. No Node here: they run without the `oauth` marker.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,8 +24,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp.server.auth.provider import AccessToken
 
+from flora_mcp.config import Settings
 from flora_mcp.hosted import _oauth
-from flora_mcp.hosted._oauth import OAuthResource, Rejection, TokenChecker
+from flora_mcp.hosted._oauth import (
+    JWKS_REFETCH_COOLDOWN,
+    METADATA_TTL,
+    OAuthResource,
+    Rejection,
+    TokenChecker,
+    resource_url,
+)
 from tests.support import serve_in_thread
 
 pytestmark = pytest.mark.anyio
@@ -43,6 +52,11 @@ class Issuer:
     """Opaque token -> its introspection answer."""
     hits: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    metadata_issuer: str | None = None
+    """The issuer its metadata names (None: its own URL)."""
+    metadata_status: int = 200
+    introspection: bool = True
+    extra_keys: list[dict[str, Any]] = field(default_factory=list)
 
     def count(self, path: str) -> int:
         with self.lock:
@@ -69,10 +83,12 @@ def handler_for(issuer: Issuer) -> type[BaseHTTPRequestHandler]:
             with issuer.lock:
                 issuer.hits.append(self.path)
             if self.path == "/.well-known/oauth-authorization-server":
-                self.answer({"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
-                             "introspection_endpoint": f"{issuer.url}/introspect"})
+                metadata = {"issuer": issuer.metadata_issuer or issuer.url, "jwks_uri": f"{issuer.url}/jwks"}
+                if issuer.introspection:
+                    metadata["introspection_endpoint"] = f"{issuer.url}/introspect"
+                self.answer(metadata, issuer.metadata_status)
             elif self.path == "/jwks":
-                self.answer({"keys": [jwk]})
+                self.answer({"keys": [*issuer.extra_keys, jwk]})
             else:
                 self.answer({"error": "not_found"}, 404)
 
@@ -97,17 +113,18 @@ def issuer() -> Iterator[Issuer]:
 
 
 def checker(issuer: Issuer, *, types: frozenset[str] | None = frozenset({"at+jwt"}),
-            introspection: bool = False) -> TokenChecker:
+            introspection: bool = False, clock: Callable[[], float] = time.time) -> TokenChecker:
     client_id, secret = ("flora-mcp", "introspection-secret") if introspection else (None, None)
     return TokenChecker(OAuthResource(issuer=issuer.url, resource=RESOURCE, scopes=("flora",), token_types=types,
-                                      leeway=0.0, client_id=client_id, client_secret=secret))
+                                      leeway=0.0, client_id=client_id, client_secret=secret), clock=clock)
 
 
-def token(issuer: Issuer, *, typ: str | None = "at+jwt", **claims: Any) -> str:
+def token(issuer: Issuer, *, typ: str | None = "at+jwt", kid: str | None = KID, alg: str = "RS256",
+          **claims: Any) -> str:
     now = int(time.time())
-    body = {"iss": issuer.url, "aud": RESOURCE, "exp": now + 600, "iat": now, "scope": "flora", **claims}
-    headers: dict[str, Any] = {"kid": KID, "typ": typ}  # None: no typ at all (PyJWT would add "JWT")
-    return jwt.encode({k: v for k, v in body.items() if v is not None}, KEY, algorithm="RS256", headers=headers)
+    body = {"iss": issuer.url, "aud": RESOURCE, "exp": now + 7200, "iat": now, "scope": "flora", **claims}
+    headers: dict[str, Any] = {"typ": typ, **({"kid": kid} if kid else {})}  # typ None: none (PyJWT would add JWT)
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, KEY, algorithm=alg, headers=headers)
 
 
 async def check(issuer: Issuer, value: str, **options: Any) -> AccessToken | Rejection:
@@ -215,3 +232,98 @@ async def test_an_opaque_token_without_introspection_configured_is_refused_sayin
         "invalid", "opaque token, and no introspection (the issuer's introspection_endpoint and "
                    "FLORA_OAUTH_CLIENT_ID/SECRET are needed)")
     assert issuer.count("/introspect") == 0 and issuer.count("/.well-known/oauth-authorization-server") == 0
+
+
+class Clock:
+    """The checker's clock, moved by the test: wall time plus `ahead` seconds."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+
+async def test_metadata_is_fetched_again_after_its_ttl_and_kept_with_a_warning_when_that_fails(
+        issuer: Issuer, caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    checking = checker(issuer, clock=clock)
+    signed = token(issuer, sub="alice")
+    metadata = "/.well-known/oauth-authorization-server"
+    try:
+        assert isinstance(await checking.check(signed), AccessToken)
+        clock.ahead = METADATA_TTL - 5
+        assert isinstance(await checking.issuer.metadata(), dict)
+        assert issuer.count(metadata) == 1  # within its ttl: kept
+        clock.ahead = METADATA_TTL + 5
+        issuer.metadata_status = 503
+        with caplog.at_level(logging.WARNING, logger="flora_mcp.hosted"):
+            assert (await checking.issuer.metadata())["jwks_uri"] == f"{issuer.url}/jwks"
+    finally:
+        await checking.aclose()
+    assert issuer.count(metadata) == 2
+    assert [r.getMessage() for r in caplog.records if "could not be refreshed" in r.getMessage()] == [
+        f"issuer metadata could not be refreshed ({issuer.url}{metadata}: 503; "
+        f"{issuer.url}/.well-known/openid-configuration: 404); using what was fetched before"]
+
+
+async def test_metadata_naming_another_issuer_is_not_used(issuer: Issuer) -> None:
+    issuer.metadata_issuer = "https://mixed-up.example"
+    checked = await check(issuer, token(issuer, sub="alice"))
+    assert isinstance(checked, Rejection) and checked.reason == "unavailable"
+    assert f"{issuer.url}/.well-known/oauth-authorization-server: another issuer" in checked.detail
+
+
+async def test_a_token_without_kid_uses_the_only_key_without_fetching_the_keys_again(issuer: Issuer) -> None:
+    clock = Clock()
+    checking = checker(issuer, clock=clock)
+    try:
+        assert isinstance(await checking.check(token(issuer, sub="alice", kid=None)), AccessToken)
+        clock.ahead = JWKS_REFETCH_COOLDOWN + 5  # past the cooldown, within the ttl
+        assert isinstance(await checking.check(token(issuer, sub="alice", kid=None)), AccessToken)
+    finally:
+        await checking.aclose()
+    assert issuer.count("/jwks") == 1
+
+
+async def test_a_key_published_for_encryption_never_checks_a_signature(issuer: Issuer) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    issuer.extra_keys = [{**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(other.public_key())), "kid": "enc-1",
+                          "use": "enc", "alg": "RS256"}]
+    now = int(time.time())
+    signed = jwt.encode({"iss": issuer.url, "aud": RESOURCE, "exp": now + 600, "sub": "alice"}, other,
+                        algorithm="RS256", headers={"kid": "enc-1", "typ": "at+jwt"})
+    assert await check(issuer, signed) == Rejection("invalid", "no signing key 'enc-1' in the issuer's JWKS")
+
+
+async def test_a_token_signed_with_another_algorithm_than_its_key_names_is_refused(issuer: Issuer) -> None:
+    checked = await check(issuer, token(issuer, sub="alice", alg="RS384"))  # the JWK says RS256
+    assert isinstance(checked, Rejection) and checked.reason == "invalid", checked
+
+
+async def test_introspection_configured_but_not_published_by_the_issuer_is_refused_as_invalid(
+        issuer: Issuer) -> None:
+    issuer.introspection = False
+    checked = await check(issuer, opaque(issuer, "erin"), introspection=True)
+    assert checked == Rejection("invalid", "opaque token, and no introspection (the issuer's introspection_endpoint "
+                                           "and FLORA_OAUTH_CLIENT_ID/SECRET are needed)")
+    assert issuer.count("/introspect") == 0
+
+
+def oauth_settings(**values: Any) -> Settings:
+    return Settings(api_key="sk_live_rules", oauth_issuer="https://issuer.example", oauth_scopes="flora", **values)
+
+
+def test_the_token_types_and_the_introspection_client_come_from_the_settings() -> None:
+    listed = OAuthResource.from_settings(oauth_settings(oauth_token_type="at+jwt, Application/JWT",
+                                                        oauth_client_id="flora-mcp",
+                                                        oauth_client_secret="s3cret-value"), resource=RESOURCE)
+    assert listed.token_types == frozenset({"at+jwt", "jwt"})
+    assert (listed.client_id, listed.client_secret) == ("flora-mcp", "s3cret-value")
+    anything = OAuthResource.from_settings(oauth_settings(oauth_token_type="any"), resource=RESOURCE)
+    assert anything.token_types is None and anything.client_id is None
+
+
+def test_the_resource_is_the_public_url_with_the_mcp_path_when_it_names_the_host_only() -> None:
+    assert resource_url(" https://mcp.example.com/ ", "/mcp") == "https://mcp.example.com/mcp"
+    assert resource_url("https://mcp.example.com/team/mcp/", "/mcp") == "https://mcp.example.com/team/mcp"
