@@ -21,6 +21,7 @@ from flora_mcp.core.catalog import (
     _short_hash,
     assign_names,
     input_property,
+    tool_description,
     tool_name_base,
 )
 
@@ -109,3 +110,55 @@ def test_a_failed_load_raises_the_first_error_however_deep_it_is_grouped() -> No
     group = BaseExceptionGroup("load", [BaseExceptionGroup("page", [first, KeyError("later")]), OSError("other")])
     assert _first_leaf(group) is first
     assert _first_leaf(BaseExceptionGroup("flat", [first])) is first
+
+
+UPLOAD = "an https URL, a data: URL, or a local file path (uploaded for you; not on a hosted server)"
+
+
+def test_a_description_names_each_inputs_kind_and_constraints_and_the_outputs_and_the_price() -> None:
+    night_vision = Technique(
+        technique_id="tech_nv", slug="night-vision", name="Night Vision", description="Makes a night-vision clip.",
+        run_cost=0.25, inputs=[
+            TechniqueIO(id="photo", name="Photo", type="imageUrl", description="The scene.", accepts_element=True,
+                        specified_aspect_ratio="16:9"),
+            TechniqueIO(id="clip", type="video_url", optional=True, specified_duration=5),
+            TechniqueIO(id="track", name="track", type="audioUrl"),
+            TechniqueIO(id="doc", type="document_url"),
+            TechniqueIO(id="mood", name="Mood", allow_multiple=True, optional=True)],
+        outputs=[TechniqueIO(id="out", name="Clip", type="videoUrl"), TechniqueIO(id="thumb", type="imageUrl")])
+    assert tool_description(night_vision).split("\n") == [
+        "Makes a night-vision clip.",
+        "Inputs:",
+        f"- photo (required): Photo. The scene. An image: {UPLOAD}. or a FLORA element id. required aspect ratio 16:9.",
+        f"- clip (optional): clip. A video: {UPLOAD}. required duration 5 s.",
+        f"- track (required): track. An audio file: {UPLOAD}.",
+        f"- doc (required): doc. A document: {UPLOAD}.",
+        f"- mood (optional): Mood. a list of up to {MAX_MULTIPLE_VALUES} values runs once per value.",
+        "Outputs: Clip (videoUrl), thumb (imageUrl).",
+        "Costs $0.25 per run.",
+        "Waits for the run and returns output URLs; a long run returns a run_id for flora_get_run.",
+    ]
+
+
+def test_a_technique_without_a_description_or_inputs_is_described_by_its_name_and_price_only() -> None:
+    bare = Technique(technique_id="tech_bare", name="Night Cam", run_cost=0.01, inputs=[])
+    assert tool_description(bare) == ("Night Cam\nCosts $0.01 per run.\nWaits for the run and returns output URLs; a "
+                                      "long run returns a run_id for flora_get_run.")
+
+
+def test_every_url_input_and_every_value_of_one_is_checked() -> None:
+    tool = TechniqueTool.build("mixed", Technique(technique_id="tech_mixed", slug="mixed", inputs=[
+        TechniqueIO(id="caption"), TechniqueIO(id="photo", type="imageUrl"),
+        TechniqueIO(id="extras", type="image_url", allow_multiple=True, optional=True)]))
+    errors = tool.validate(tool.normalize({"caption": "hi", "photo": "ftp://example.com/a.png",
+                                           "extras": ["https://cdn.example/b.png", "gopher://example.com/c.png"]}))
+    assert [(e.field, e.message) for e in errors] == [
+        ("extras", "must be an https URL, a data: URL or a local file path, got 'gopher://example.com/c.png'"),
+        ("photo", "must be an https URL, a data: URL or a local file path, got 'ftp://example.com/a.png'")]
+
+
+def test_a_slug_of_exactly_the_longest_name_keeps_it_and_wins_a_collision() -> None:
+    longest = "a" * MAX_TOOL_NAME
+    exact, named = technique("tech_exact", slug=longest), technique("tech_named", name=longest.upper())
+    names = {t.technique_id: name for name, t in assign_names([exact, named]).items()}
+    assert names == {"tech_exact": longest, "tech_named": f"{longest[:MAX_TOOL_NAME - 7]}-{_short_hash(named)}"}

@@ -103,7 +103,9 @@ async def test_full_mode_asks_for_schemas_while_the_later_pages_are_listed(sandb
 
 @pytest.mark.anyio
 async def test_full_mode_leaves_out_a_prefetched_technique_that_is_gone_and_fails_on_one_that_failed(
-        sandbox: Sandbox) -> None:
+        sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
     from flora_mcp.api.errors import APIStatusError
 
     summaries = list(sandbox.state.catalog.visible(None))
@@ -111,8 +113,13 @@ async def test_full_mode_leaves_out_a_prefetched_technique_that_is_gone_and_fail
         everything = len(kit.catalog)
     assert everything == len(summaries)
     sandbox.faults.inject(route="get_technique", kind="status", status=404, code="not_found")
-    async with Toolkit(settings_for(sandbox, tools_mode="full", max_retries=0)) as kit:
-        assert len(kit.catalog) == everything - 1  # the one that is gone; the others served
+    with caplog.at_level(logging.WARNING, logger="flora_mcp.core.catalog"):
+        async with Toolkit(settings_for(sandbox, tools_mode="full", max_retries=0)) as kit:
+            assert len(kit.catalog) == everything - 1  # the one that is gone; the others served
+            served = {tool.technique.slug for tool in kit.catalog.tools.values()}
+    [gone] = [s.slug for s in summaries if s.slug not in served]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "flora_mcp.core.catalog"]
+    assert line.startswith(f"leaving out technique {gone}: ") and len(line) > len(f"leaving out technique {gone}: ")
     sandbox.faults.inject(route="get_technique", kind="status", status=500)
     with pytest.raises(APIStatusError) as failed:  # that one error, not a group of one
         async with Toolkit(settings_for(sandbox, tools_mode="full", max_retries=0)) as kit:
