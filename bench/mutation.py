@@ -10,8 +10,9 @@ Each module is mutated in a scratch copy of the tree (flora_mcp/, tests/, pyproj
 naming that one file and its tests), so mutmut's `mutants/` folder and cache never touch the checkout. mutmut runs
 one child at a time under `nice -n 10` (the machine is shared), and for each mutant only the tests that called the
 mutated function. The report (killed / survived / timeout / no tests / score per module) goes to stdout and to
-bench/results/mutation.md. The storage tests run on SQLite only unless --postgres: no module mutated here is
-PostgreSQL-only (store/postgres.py is not in the list), and each PostgreSQL case doubles a mutant's test time.
+bench/results/mutation-latest.md (bench/results/mutation.md is the write-up of every run, kept by hand). The storage
+tests run on SQLite only unless --postgres: no module mutated here is PostgreSQL-only (store/postgres.py is not in
+the list), and each PostgreSQL case doubles a mutant's test time.
 The checkout's clients/ (with its node_modules) is linked into the copy, for the OAuth tests' oidc-provider rig.
 Score = killed (timeouts count as killed) / all mutants: a mutant that no selected test
 reaches ("no tests") counts as surviving.
@@ -210,7 +211,8 @@ def main() -> None:
                         help="test a random sample of N mutants per module (the score is the sample's)")
     parser.add_argument("--seed", type=int, default=0, help="the sample's random seed (default 0)")
     parser.add_argument("--keep", type=Path, help="keep each scratch tree (and mutmut's cache) under this folder")
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "mutation.md")
+    # Not mutation.md: that is the write-up of every module's runs, before and after, kept by hand.
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "mutation-latest.md")
     args = parser.parse_args()
     chosen = [m.removeprefix("flora_mcp/") for m in args.modules] or [
         m for m in MODULES if (ROOT / "flora_mcp" / m).exists()]
