@@ -15,7 +15,7 @@ from tests.support import polls, sandbox_config, settings_for
 pytestmark = pytest.mark.anyio
 
 TECHNIQUE = "qr-code-generator"
-SLOW = 3.0
+SLOW = 10.0
 """Seconds the sandbox takes for a run here: long enough that a pick-up that does not wait finds it unfinished."""
 
 
