@@ -130,16 +130,15 @@ def _input_description(io: TechniqueIO) -> str:
     if io.type in URL_TYPES:
         kind = _KIND.get(io.type.replace("_url", "").replace("Url", ""), "a file")
         # A path is not a URI: no `format: uri` either, which would make a client refuse one.
-        parts.append(f"{kind[0].upper()}{kind[1:]}: an https URL, a data: URL, or a local file path (uploaded for "
-                     "you; not on a hosted server)")
-        if io.accepts_element:
-            parts.append("or a FLORA element id")
+        path = "a local file path (uploaded for you; not on a hosted server)"
+        sources = f"{path}, or a FLORA element id" if io.accepts_element else f"or {path}"
+        parts.append(f"{kind[0].upper()}{kind[1:]}: an https URL, a data: URL, {sources}")
     if io.specified_aspect_ratio:
-        parts.append(f"required aspect ratio {io.specified_aspect_ratio}")
+        parts.append(f"Required aspect ratio {io.specified_aspect_ratio}")
     if io.specified_duration is not None:
-        parts.append(f"required duration {io.specified_duration:g} s")
+        parts.append(f"Required duration {io.specified_duration:g} s")
     if io.allow_multiple:
-        parts.append(f"a list of up to {MAX_MULTIPLE_VALUES} values runs once per value")
+        parts.append(f"A list of up to {MAX_MULTIPLE_VALUES} values runs once per value")
     return ". ".join(parts) + "."
 
 

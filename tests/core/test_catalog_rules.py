@@ -86,7 +86,7 @@ def test_a_multiple_value_input_is_an_array_of_at_most_ten_strings() -> None:
     io = TechniqueIO(id="prompt", name="Prompt", allow_multiple=True)
     assert input_property(io) == {
         "type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": MAX_MULTIPLE_VALUES,
-        "description": f"Prompt. a list of up to {MAX_MULTIPLE_VALUES} values runs once per value."}
+        "description": f"Prompt. A list of up to {MAX_MULTIPLE_VALUES} values runs once per value."}
     assert input_property(TechniqueIO(id="prompt")) == {"type": "string", "minLength": 1, "description": "prompt."}
 
 
@@ -113,6 +113,8 @@ def test_a_failed_load_raises_the_first_error_however_deep_it_is_grouped() -> No
 
 
 UPLOAD = "an https URL, a data: URL, or a local file path (uploaded for you; not on a hosted server)"
+WITH_ELEMENT = ("an https URL, a data: URL, a local file path (uploaded for you; not on a hosted server), or a FLORA "
+                "element id")
 
 
 def test_a_description_names_each_inputs_kind_and_constraints_and_the_outputs_and_the_price() -> None:
@@ -129,11 +131,11 @@ def test_a_description_names_each_inputs_kind_and_constraints_and_the_outputs_an
     assert tool_description(night_vision).split("\n") == [
         "Makes a night-vision clip.",
         "Inputs:",
-        f"- photo (required): Photo. The scene. An image: {UPLOAD}. or a FLORA element id. required aspect ratio 16:9.",
-        f"- clip (optional): clip. A video: {UPLOAD}. required duration 5 s.",
+        f"- photo (required): Photo. The scene. An image: {WITH_ELEMENT}. Required aspect ratio 16:9.",
+        f"- clip (optional): clip. A video: {UPLOAD}. Required duration 5 s.",
         f"- track (required): track. An audio file: {UPLOAD}.",
         f"- doc (required): doc. A document: {UPLOAD}.",
-        f"- mood (optional): Mood. a list of up to {MAX_MULTIPLE_VALUES} values runs once per value.",
+        f"- mood (optional): Mood. A list of up to {MAX_MULTIPLE_VALUES} values runs once per value.",
         "Outputs: Clip (videoUrl), thumb (imageUrl).",
         "Costs $0.25 per run.",
         "Waits for the run and returns output URLs; a long run returns a run_id for flora_get_run.",
