@@ -8,7 +8,7 @@ gap between two requests to FLORA holds three heartbeats, at 1, 2 and 3 s. Only 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import pytest
@@ -32,6 +32,26 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 
 def is_heartbeat(message: str | None) -> bool:
     return message is not None and "waiting" in message
+
+
+async def first_gap_heartbeats(sandbox: Sandbox, slow_on: Callable[[str], bool], seconds: float
+                               ) -> tuple[list[str], list[tuple[int, str]]]:
+    """One call whose client takes `seconds` over the first progress `slow_on` picks: the heartbeats before the
+    first poll, and every (polls so far, message) it saw."""
+    events: list[tuple[int, str]] = []
+    slowed = False
+
+    async def on_progress(percent: float, message: str) -> None:
+        nonlocal slowed
+        events.append((polls(sandbox), message))
+        if slow_on(message) and not slowed:
+            slowed = True
+            await anyio.sleep(seconds)
+
+    async with Toolkit(settings_for(sandbox, poll_interval=POLL_INTERVAL)) as kit:
+        result = await kit.call(TECHNIQUE, {"content": f"slowed {seconds} s"}, progress=on_progress)
+    assert result.status == "completed" and slowed, result.summary()
+    return [message for gap, message in events if gap == 0 and is_heartbeat(message)], events
 
 
 @pytest.mark.anyio
@@ -78,20 +98,7 @@ async def test_the_first_poll_is_due_an_interval_after_the_creates_answer_not_af
     """What follows the create's answer (the journal's write of the run id, the first progress) happens during the
     wait for the first poll, not before it: here the client's handling of that first progress takes 1.5 of the
     3.5 s, and the gap before the first poll holds one heartbeat, not three."""
-    events: list[tuple[int, str]] = []
-    slowed = False
-
-    async def on_progress(percent: float, message: str) -> None:
-        nonlocal slowed
-        events.append((polls(sandbox), message))
-        if message in ("pending", "running") and not slowed:
-            slowed = True
-            await anyio.sleep(1.5)
-
-    async with Toolkit(settings_for(sandbox, poll_interval=POLL_INTERVAL)) as kit:
-        result = await kit.call(TECHNIQUE, {"content": "due"}, progress=on_progress)
-    assert result.status == "completed" and slowed, result.summary()
-    first_gap = [message for gap, message in events if gap == 0 and is_heartbeat(message)]
+    first_gap, events = await first_gap_heartbeats(sandbox, lambda m: m in ("pending", "running"), 1.5)
     assert 1 <= len(first_gap) < BEATS_PER_GAP, events
 
 
@@ -100,18 +107,5 @@ async def test_a_slow_heartbeat_is_followed_by_the_next_a_second_later_not_by_a_
     """A heartbeat the client takes 2.2 s to handle (a slow pipe, a busy client) is followed by the next one a
     second after it was handled, not by the two it missed sent at once: here the poll is due before that second
     is up, so the first gap holds that one heartbeat only."""
-    events: list[tuple[int, str]] = []
-    slowed = False
-
-    async def on_progress(percent: float, message: str) -> None:
-        nonlocal slowed
-        events.append((polls(sandbox), message))
-        if is_heartbeat(message) and not slowed:
-            slowed = True
-            await anyio.sleep(2.2)
-
-    async with Toolkit(settings_for(sandbox, poll_interval=POLL_INTERVAL)) as kit:
-        result = await kit.call(TECHNIQUE, {"content": "no burst"}, progress=on_progress)
-    assert result.status == "completed" and slowed, result.summary()
-    first_gap = [message for gap, message in events if gap == 0 and is_heartbeat(message)]
+    first_gap, events = await first_gap_heartbeats(sandbox, is_heartbeat, 2.2)
     assert len(first_gap) == 1, events
