@@ -3,7 +3,8 @@
 Every operation is queued to the writer thread, which owns the connection: it takes what has queued up, runs it as
 one transaction (each operation in a savepoint of its own, so one failing leaves the others), commits, and only then
 answers the callers. Operations are applied in the order they were asked for, and a caller awaits its answer, so a
-write is durable before the call goes on and a read sees every write asked for before it.
+write is durable before the call goes on and a read sees every write asked for before it. A file's WAL is
+checkpointed by a thread of its own (`_checkpoint.py`), never inside a commit that callers wait on.
 
 The file holds inputs and output URLs: it is created 0600, in a 0700 folder when flora-mcp makes the folder. A file
 that cannot be opened (not a database, read-only, a folder) raises `JournalError`, one line naming the file and the
@@ -26,6 +27,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from flora_mcp.store._checkpoint import CHECKPOINT_EVERY, WAL_LIMIT, Checkpointer, wal_full
 from flora_mcp.store.base import Step, Store
 from flora_mcp.store.records import MEMORY, JournalError
 from flora_mcp.store.schema import SQLITE
@@ -38,6 +40,8 @@ FILE_MODE = 0o600
 FOLDER_MODE = 0o700
 MAX_BATCH = 256
 """Operations committed together at most: enough to take a burst of calls in one commit."""
+WAL_CHECK_EVERY = 64
+"""Batches with changes between two looks at the WAL's size (a stat gives up the GIL, which a busy loop keeps)."""
 _TABLES = ("runs", "mcp_tasks", "uploaded_assets", "budget_holds", "budget_sessions")
 
 Rows = list[list[tuple[Any, ...]]]
@@ -57,10 +61,20 @@ class SQLiteStore(Store):
         JournalError: the file cannot be opened as a journal.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, checkpoint_every: float = CHECKPOINT_EVERY, wal_limit: int = WAL_LIMIT) -> None:
         self.location = path
         self._in_memory = path == MEMORY
-        self._db = _connect_memory() if self._in_memory else _connect_file(Path(path).expanduser())
+        self._path = Path(path).expanduser()
+        self._wal_limit = wal_limit
+        self._db = _connect_memory() if self._in_memory else _connect_file(self._path, wal_limit)
+        self.checkpointer: Checkpointer | None = None
+        if not self._in_memory:
+            try:
+                self.checkpointer = Checkpointer(self._path, every=checkpoint_every)
+            except (sqlite3.Error, OSError) as exc:
+                self._db.close()
+                raise JournalError(_cannot_open(self._path, exc)) from None
+        self._written_batches = 0
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="flora-mcp-store", daemon=True)
@@ -110,6 +124,7 @@ class SQLiteStore(Store):
                     break
                 batch.append(job)
             self._run(batch)
+        self._stop_checkpointer()
         try:
             self._db.close()
         except (sqlite3.Error, OSError) as exc:
@@ -144,6 +159,7 @@ class SQLiteStore(Store):
         failure rolls back the transaction, which was all its own). Each statement lets go of the GIL around its SQLite
         calls and must take it back from a busy event loop: the fewer statements, the sooner callers hear."""
         db = self._db
+        changes = db.total_changes
         db.execute("BEGIN IMMEDIATE")  # the write lock first: a budget check is atomic across processes too
         outcomes: list[Rows | BaseException] = []
         alone = len(batch) == 1
@@ -174,9 +190,29 @@ class SQLiteStore(Store):
             except (sqlite3.Error, OSError):
                 pass
             raise
+        if db.total_changes != changes:
+            self._committed()
         return outcomes
 
+    def _committed(self) -> None:
+        """Changes were committed: the checkpointer is told, and a WAL grown past its limit is checkpointed now."""
+        if self.checkpointer is None:
+            return
+        self.checkpointer.written()
+        self._written_batches += 1
+        if self._written_batches % WAL_CHECK_EVERY == 0 and wal_full(self._path, self._wal_limit):
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except (sqlite3.Error, OSError) as exc:  # the batch is committed: its callers are answered all the same
+                log.debug("checkpointing the run journal %s: %s", self.location, exc)
+
+    def _stop_checkpointer(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
+            self.checkpointer = None
+
     def _fall_back_to_memory(self, exc: BaseException) -> None:
+        self._stop_checkpointer()
         memory = _connect_memory()
         count = 0
         for table in _TABLES:
@@ -243,7 +279,7 @@ def _connect_memory() -> sqlite3.Connection:
     return db
 
 
-def _connect_file(path: Path) -> sqlite3.Connection:
+def _connect_file(path: Path, wal_limit: int = WAL_LIMIT) -> sqlite3.Connection:
     """The journal file, made private and opened; JournalError with one line when it cannot be."""
     try:
         _make_private(path)
@@ -255,6 +291,8 @@ def _connect_file(path: Path) -> sqlite3.Connection:
         # an fsync per write. SQLite gives the -wal and -shm files the mode of the database file.
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does it (_checkpoint.py)
+        db.execute(f"PRAGMA journal_size_limit={int(wal_limit)}")
         migrate(db)
     except (sqlite3.Error, OSError) as exc:
         db.close()

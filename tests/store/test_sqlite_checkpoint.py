@@ -1,0 +1,96 @@
+"""The SQLite journal's WAL is checkpointed by the store's own thread, never inside a commit callers wait on, and is
+kept to its size under unbroken writes."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from flora_mcp.store import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+NEVER = 3600.0
+
+
+async def record(store: SQLiteStore, key: str) -> None:
+    await store.record(idempotency_key=key, account="acct", tool="cctv-cam", technique_id="tech_1",
+                       technique_slug="cctv-cam", technique_name="CCTV Cam", inputs={"prompt": "x" * 200},
+                       run_cost=0.05)
+
+
+def rows_in_database_file(path: Path, tmp_path: Path) -> int:
+    """The runs in the database file alone, as a copy without its WAL reads it: what checkpoints put there (none
+    before the first: even the tables are in the WAL until then). A copy taken during a checkpoint may be torn:
+    -1."""
+    copy = tmp_path / "copy.sqlite3"
+    shutil.copyfile(path, copy)
+    db = sqlite3.connect(copy)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+    except sqlite3.DatabaseError:
+        return -1
+    finally:
+        db.close()
+
+
+def wal_size(path: Path) -> int:
+    return (path.parent / (path.name + "-wal")).stat().st_size
+
+
+async def test_commits_leave_the_wal_to_the_checkpointer(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    store = SQLiteStore(str(path), checkpoint_every=NEVER)
+    for index in range(300):  # past SQLite's own 1,000-page checkpoint, had it been left on
+        await record(store, f"k{index}")
+    assert store.checkpointer is not None and store.checkpointer.checkpoints == 0
+    assert rows_in_database_file(path, tmp_path) == 0  # every row is still only in the WAL
+    assert len(await store.recent("acct", limit=500)) == 300
+    await store.aclose()
+    assert not (tmp_path / "runs.sqlite3-wal").exists()  # the last connection to close checkpoints the rest
+    assert rows_in_database_file(path, tmp_path) == 300
+
+
+async def test_the_checkpointer_copies_written_pages_into_the_file_while_the_store_is_open(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    store = SQLiteStore(str(path), checkpoint_every=0.01)
+    checkpointer = store.checkpointer
+    assert checkpointer is not None
+    for index in range(20):
+        await record(store, f"k{index}")
+    with anyio.fail_after(10):
+        while rows_in_database_file(path, tmp_path) < 20:
+            await anyio.sleep(0.01)
+    made = checkpointer.checkpoints
+    assert made >= 1
+    await store.recent("acct")  # a read changes nothing: no checkpoint is due for it
+    await anyio.sleep(0.1)
+    assert checkpointer.checkpoints == made
+    await store.aclose()
+
+
+async def test_unbroken_writes_keep_the_wal_to_its_limit(tmp_path: Path) -> None:
+    limit = 64 * 1024
+    bounded, unbounded = tmp_path / "bounded" / "runs.sqlite3", tmp_path / "unbounded" / "runs.sqlite3"
+    sizes = {}
+    for path, wal_limit in ((bounded, limit), (unbounded, 1 << 40)):
+        store = SQLiteStore(str(path), checkpoint_every=NEVER, wal_limit=wal_limit)
+        largest = 0
+        for index in range(1500):
+            await record(store, f"k{index}")
+            if index % 50 == 49:
+                largest = max(largest, wal_size(path))
+        sizes[path] = largest
+        assert len(await store.recent("acct", limit=2000)) == 1500
+        await store.aclose()
+    # Checked every 64 batches, cut back to the limit when it starts over: a few MB at most, where unbounded it
+    # holds every page of every write.
+    assert sizes[bounded] < 3 * 1024 * 1024 and 2 * sizes[bounded] < sizes[unbounded], sizes
