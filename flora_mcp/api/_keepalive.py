@@ -144,7 +144,7 @@ class KeepAliveRequests:
         self.max_idle = min(MAX_IDLE, max_connections)
         self.keepalive_expiry = keepalive_expiry
         self._idle: list[tuple[_Connection, float]] = []  # each with when it went idle (anyio's clock)
-        self._open = anyio.CapacityLimiter(max_connections)
+        self._open = anyio.Semaphore(max_connections, fast_acquire=True)
         self._ssl: ssl.SSLContext | None = None
 
     async def send(self, request: httpx.Request) -> httpx.Response:

@@ -228,6 +228,12 @@ class FloraClient:
 
     # Transport --------------------------------------------------------------------------------------------------
 
+    def target(self, url: str) -> str:
+        """`url` as httpx would merge it with the base URL (its path appended to the base's), done as one string:
+        httpx parses a relative URL, the base and the merged one (about 50 us a request, a tenth of a catalog's
+        start-up CPU), an absolute one once."""
+        return url if url.startswith(("http://", "https://")) else f"{self.base_url}/{url.lstrip('/')}"
+
     def absolute(self, url: str) -> str:
         """A URL FLORA gave, made absolute against the base URL (a path like `/files/x.png` stays on FLORA's host)."""
         return urljoin(self.base_url + "/", url)
@@ -267,6 +273,7 @@ class FloraClient:
         sent = {**(headers or {}), **({"Idempotency-Key": idempotency_key} if idempotency_key else {})}
         keyed_post = method == "POST" and idempotency_key is not None
         kept = self._kept if kept_alive and content is None and (method == "GET" or keyed_post) else None
+        url = self.target(url)
 
         def send() -> Awaitable[httpx.Response]:
             if kept is not None:

@@ -324,7 +324,7 @@ async def load_techniques(
     comes, while the next pages are listed; what is kept is as without it (a schema fetched for a list item that a
     later page replaced is fetched again, and a failed listing is the error, whatever the schemas did meanwhile).
     """
-    limiter = anyio.CapacityLimiter(concurrency)
+    limiter = anyio.Semaphore(concurrency, fast_acquire=True)
 
     async def fetch(summary: Technique) -> Technique | None:
         async with limiter:

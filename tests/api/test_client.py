@@ -460,3 +460,13 @@ async def test_the_key_is_in_no_error_message_repr_or_log(failure: Answer, caplo
     error = raised.value
     shown = [str(error), repr(error), error.message, repr(vars(error)), repr(client), repr(vars(client)), caplog.text]
     assert not [text for text in shown if KEY in text or "sk_live_another" in text]
+
+
+@pytest.mark.parametrize("base", ["https://app.flora.ai/api/v1", "https://app.flora.ai/api/v1/", "http://127.0.0.1:8123",
+                                  "https://EXAMPLE.com:8443/a b/v1"])
+@pytest.mark.parametrize("path", ["techniques", "/techniques", "techniques/caf%C3%A9-cam", "runs/run_1?x=1",
+                                  "techniques/%2Fslash", "https://files.flora.ai/o/1.png", "a b/ü"])
+def test_a_path_is_sent_where_httpx_would_have_merged_it(base: str, path: str) -> None:
+    client = FloraClient(api_key=KEY, base_url=base)
+    merged = client._http.build_request("GET", path, params={"limit": 100}).url
+    assert client._http.build_request("GET", client.target(path), params={"limit": 100}).url == merged
