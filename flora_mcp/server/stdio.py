@@ -32,12 +32,14 @@ async def serve_stdio(settings: Settings) -> None:
     from flora_mcp.core.refresh import CatalogRefresher
     from flora_mcp.core.startup import StartupError, catalog_failure
     from flora_mcp.core.toolkit import Toolkit
-    from flora_mcp.server.heap import freeze_once_loaded
+    from flora_mcp.server.heap import freeze_once_loaded, pause_collection, resume_collection
 
+    pause_collection()  # until the catalog has loaded and the heap is frozen (server/heap.py)
     try:
         toolkit = Toolkit(settings)
         await toolkit.journal.open()
     except Exception as exc:
+        resume_collection()
         raise StartupError(str(exc)) from None
 
     notifier: Any = None
@@ -91,6 +93,7 @@ async def serve_stdio(settings: Settings) -> None:
                     NotificationOptions(tools_changed=True, resources_changed=True)))
             tg.cancel_scope.cancel()
     finally:
+        resume_collection()
         await toolkit.aclose()
 
 

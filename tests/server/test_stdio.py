@@ -110,3 +110,4 @@ async def test_what_lives_on_is_set_aside_from_garbage_collection_once_the_catal
         errlog.seek(0)
         line = next(x for x in errlog.read().splitlines() if "set aside from garbage collection" in x)
     assert int(line.split(" objects set aside")[0].split()[-1]) > 10_000  # the SDK, pydantic, the catalog
+    assert "left from start-up collected first, collection resumed" in line  # it started with collection paused
