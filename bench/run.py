@@ -31,18 +31,18 @@ MISSED_BECAUSE = {
                       "the cost of importing the SDK at all",
     "floor + 1.5 x pages x RTT": "at 0 ms a page takes 1-2 ms, so the bound is a few ms above the floor: less "
                                  "than the import's own noise from round to round",
-    "full mode <=": "start-up is CPU-bound under one interpreter lock: the process spends 1.4-1.7 s of CPU where the "
-                    "floor spends 1.05-1.2 s (getrusage), and the SDK's import, in its own thread, ends last. Beside "
-                    "it run flora-mcp's own imports (about 140 ms) and the catalog's CPU (1,000 techniques: 11 pages "
-                    "and 500 schemas, 350-470 ms, mostly httpx building requests at ~75 us each, anyio's tasks and "
-                    "pydantic's models); the schemas are bound by round trips (64 in flight, all done within one "
-                    "round trip of the last page). At 120 techniques it is at the floor within this machine's noise",
+    "full mode <=": "start-up is CPU-bound under one interpreter lock: the SDK's import (the floor: 0.85-0.9 s of CPU "
+                    "here) runs in a thread beside flora-mcp's own imports (about 130 ms) and the catalog's CPU "
+                    "(1,000 techniques: 11 pages and 500 schemas, 200-250 ms in a warm process: anyio's tasks and "
+                    "httpx's requests and responses, pydantic's models, then 2.3 MB of tools/list); garbage "
+                    "collection waits until start-up is over (server/heap.py) and the schemas are bound by round "
+                    "trips (64 in flight). What is left is CPU, and this machine's noise from round to round",
     "hosted tools/list": "flora-mcp answers from prepared tools at about 3 ms of server CPU a request, the "
                          "baseline's echo at 2.5-3 ms; below 0.8 x only in rounds a load burst hit",
-    "overhead at 100": "the same 100 calls with the journal in memory measure p50 1.3 ms and p99 2.8 ms in the same "
-                       "run (see the overhead table): what is left at 0 ms is the SQLite file journal's commits (WAL, "
-                       "synchronous=NORMAL, one writer thread), which 100 calls at once queue behind; at 30 ms the "
-                       "waits between polls absorb them",
+    "overhead at 100": "the same 100 calls with the journal in memory are the comparison (see the overhead table): "
+                       "what is left is the SQLite file journal's commits (WAL, synchronous=NORMAL, one writer "
+                       "thread, checkpoints on a thread of their own), each of whose writes gives the interpreter "
+                       "lock away and waits to take it back from a busy event loop",
 }
 """Why a missed target misses, as far as the profile says: printed beside its FAIL."""
 SECTIONS = ("startup", "overhead", "polling", "hosted", "scale")
