@@ -70,7 +70,9 @@ MODULES: dict[str, list[str]] = {
                       "tests/store/test_tasks_assets_schema.py", "tests/core/test_budget.py"],
     "store/sqlite.py": ["tests/store/test_budget_store.py", "tests/store/test_journal.py",
                         "tests/store/test_tasks_assets_schema.py", "tests/core/test_journal_faults.py",
-                        "tests/store/test_two_processes.py"],
+                        "tests/store/test_two_processes.py", "tests/store/test_sqlite_checkpoint.py"],
+    "store/_checkpoint.py": ["tests/store/test_sqlite_checkpoint.py", "tests/store/test_journal.py",
+                             "tests/reliability/test_journal_disk_full.py"],
 }
 
 # mutmut's exit codes per mutant, as in mutmut.stats.status_by_exit_code.

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
 from flora_mcp.store import SQLiteStore
+from flora_mcp.store._checkpoint import wal_full
 
 pytestmark = pytest.mark.anyio
 
@@ -94,3 +97,41 @@ async def test_unbroken_writes_keep_the_wal_to_its_limit(tmp_path: Path) -> None
     # Checked every 64 batches, cut back to the limit when it starts over: a few MB at most, where unbounded it
     # holds every page of every write.
     assert sizes[bounded] < 3 * 1024 * 1024 and 2 * sizes[bounded] < sizes[unbounded], sizes
+
+
+async def test_each_round_of_writes_gets_one_checkpoint(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "runs.sqlite3"), checkpoint_every=0.01)
+    checkpointer = store.checkpointer
+    assert checkpointer is not None
+    for round_ in range(1, 3):
+        await record(store, f"k{round_}")
+        with anyio.fail_after(10):
+            while checkpointer.checkpoints < round_:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.1)  # nothing more was written: no other checkpoint comes
+        assert checkpointer.checkpoints == round_
+    await store.aclose()
+
+
+def test_the_wal_is_full_only_past_its_limit_and_a_missing_one_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite3"
+    assert not wal_full(path, 0)  # no WAL file at all
+    (tmp_path / "runs.sqlite3-wal").write_bytes(b"x" * 100)
+    assert not wal_full(path, 100)
+    assert wal_full(path, 99)
+
+
+def test_a_process_that_never_closes_its_store_still_exits(tmp_path: Path) -> None:
+    """The writer's and the checkpointer's threads never hold a process that is ending (a crash path, a script)."""
+    script = f"""
+import asyncio
+from flora_mcp.store import SQLiteStore
+from flora_mcp.store._checkpoint import wal_full
+store = SQLiteStore({str(tmp_path / "runs.sqlite3")!r}, checkpoint_every=3600)
+asyncio.run(store.record(idempotency_key="k", account="a", tool="t", technique_id="t", technique_slug="t",
+                         technique_name="T", inputs={{}}, run_cost=0.0))
+print("written")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "written"
