@@ -74,18 +74,14 @@ class FloraClient:
         self.timeout = timeout
         self.transport = transport
         """The transport FLORA is reached over; uploads to a storage bucket use it too (tests swap the network)."""
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url + "/",
-            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
-            headers={
-                "Authorization": f"Bearer {api_key}",
-                "User-Agent": f"flora-mcp/{__version__}",
-                "Accept": "application/json",
-            },
-            transport=transport,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+        # httpx's Headers hide the Authorization value in their repr, as the client that is made of them does.
+        self._headers = httpx.Headers({
+            "Authorization": f"Bearer {api_key}",
+            "User-Agent": f"flora-mcp/{__version__}",
+            "Accept": "application/json",
+        })
+        self._pool: httpx.AsyncClient | None = None
+        self._closed = False
         # The catalog's schema requests (hundreds at start-up), the polls and the creates of runs, over connections
         # of their own (see _keepalive.py).
         self._kept = KeepAliveRequests(timeout=timeout, connect_timeout=min(timeout, CONNECT_TIMEOUT)) if (
@@ -97,9 +93,28 @@ class FloraClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        # Made at the first request: its TLS context (loading the CA bundle: 40-50 ms of CPU) and httpcore's import
+        # are no part of a start-up whose catalog comes from elsewhere (a cache, core/catalog_process.py).
+        if self._pool is None:
+            if self._closed:
+                raise RuntimeError("the FLORA client is closed")
+            self._pool = httpx.AsyncClient(
+                base_url=self.base_url + "/",
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT)),
+                headers=self._headers,
+                transport=self.transport,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            )
+        return self._pool
+
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
-        await self._http.aclose()
+        self._closed = True
+        if self._pool is not None:
+            await self._pool.aclose()
         if self._kept is not None:
             await self._kept.aclose()
 

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 from pydantic import ValidationError
@@ -20,6 +20,9 @@ from flora_mcp.cli.flags import add_setting_flags, setting_overrides
 from flora_mcp.cli.sandbox import settings_with_sandbox
 from flora_mcp.config import ConfigurationError, Settings
 from flora_mcp.core.startup import StartupError, open_toolkit
+
+if TYPE_CHECKING:
+    from flora_mcp.core.catalog_process import CatalogProcess
 
 __all__ = ["main", "settings_from_args"]
 
@@ -121,7 +124,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             _fail(exc.message, 2)
     try:
         if command == "serve":
-            anyio.run(_serve, settings, args)
+            child = None
+            if args.transport == "stdio" and not args.sandbox:
+                from flora_mcp.core.catalog_process import start_catalog_process
+
+                child = start_catalog_process(settings)  # before any thread, and before the SDK's import
+            anyio.run(_serve, settings, args, child)
         elif command == "export-tools":
             anyio.run(_export_tools, settings, args)
         else:
@@ -148,13 +156,13 @@ def _startup_error_in(group: BaseExceptionGroup[BaseException]) -> StartupError 
     return None
 
 
-async def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    """Serve on the transport the flags ask for."""
+async def _serve(settings: Settings, args: argparse.Namespace, child: CatalogProcess | None = None) -> None:
+    """Serve on the transport the flags ask for (stdio with the catalog `child` loads, when there is one)."""
     async with settings_with_sandbox(settings, args.sandbox) as effective:
         if args.transport == "stdio":
             from flora_mcp.server.stdio import serve_stdio
 
-            await serve_stdio(effective)
+            await serve_stdio(effective, child)
         else:
             from flora_mcp.hosted import serve_http
 

@@ -9,8 +9,9 @@ call needs the catalog. A failed load is kept: every waiter gets it, raised from
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import anyio
@@ -20,17 +21,27 @@ from flora_mcp._net import is_loopback_host
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import FloraError
 from flora_mcp.api.models import Technique
+from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.config import Settings
 from flora_mcp.core.builtin import compact_tools, run_tools
 from flora_mcp.core.cache import CatalogCache, default_cache_dir
 from flora_mcp.core.catalog import Catalog, load_techniques, technique_filter
 
-__all__ = ["COMPACT_THRESHOLD", "CatalogLoader", "catalog_cache_for"]
+__all__ = ["COMPACT_THRESHOLD", "CatalogLoader", "TechniqueSource", "catalog_cache_for", "flora_client"]
 
 log = logging.getLogger("flora_mcp.core.loading")
 
 COMPACT_THRESHOLD = 40
 """In FLORA_TOOLS_MODE=auto, more techniques than this are offered as the compact trio."""
+
+
+class TechniqueSource(Protocol):
+    """Techniques loaded elsewhere for the first catalog (core/catalog_process.py: by a child process)."""
+
+    async def techniques(self, on_listed: Callable[[list[Technique]], Awaitable[None]] | None = None
+                         ) -> list[Technique] | None:
+        """The techniques, `on_listed` awaited with the list items first; None when FLORA must be asked here."""
+        ...
 
 
 class CatalogLoader:
@@ -50,14 +61,19 @@ class CatalogLoader:
 
     # Loading -----------------------------------------------------------------------------------------------------
 
-    async def load(self) -> Catalog:
-        """List every technique from FLORA, build the tools, and write the techniques to the catalog cache."""
+    async def load(self, source: TechniqueSource | None = None) -> Catalog:
+        """List every technique from FLORA, build the tools, and write the techniques to the catalog cache.
+
+        With `source`, the techniques it has, unless it has none.
+        """
         try:
-            techniques = await load_techniques(
-                self.client, query=self.settings.query, concurrency=self.settings.catalog_concurrency,
-                accept=technique_filter(self.settings.techniques), on_listed=self._on_listed,
-                prefetch=self.settings.tools_mode == "full",  # every schema is needed: asked for page by page
-            )
+            techniques = await source.techniques(self._on_listed) if source is not None else None
+            if techniques is None:
+                techniques = await load_techniques(
+                    self.client, query=self.settings.query, concurrency=self.settings.catalog_concurrency,
+                    accept=technique_filter(self.settings.techniques), on_listed=self._on_listed,
+                    prefetch=self.settings.tools_mode == "full",  # every schema is needed: asked for page by page
+                )
         except BaseException as exc:
             if self._catalog is None:
                 self._error = exc
@@ -163,6 +179,12 @@ class CatalogLoader:
 
     def _compact_definitions(self) -> list[dict[str, Any]]:
         return compact_tools() + run_tools(self.settings.max_wait, full_schemas=False)
+
+
+def flora_client(settings: Settings, key: str | None = None) -> FloraClient:
+    """The FLORA client these settings describe, with `key` (by default the settings' own, required)."""
+    return FloraClient(api_key=key if key is not None else settings.require_api_key(), base_url=settings.base_url,
+                       timeout=settings.request_timeout, retry=RetryPolicy(max_retries=settings.max_retries))
 
 
 def catalog_cache_for(settings: Settings, key: str | None) -> CatalogCache | None:

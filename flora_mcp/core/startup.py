@@ -18,6 +18,8 @@ class StartupError(Exception):
 
 def catalog_failure(settings: Settings, exc: BaseException) -> StartupError:
     """The one line that says why the catalog could not be loaded."""
+    if isinstance(exc, StartupError):
+        return exc  # already that line (a child process's load: core/catalog_process.py)
     where = f"cannot load the FLORA technique catalog from {settings.base_url}"
     if isinstance(exc, APIStatusError):
         hint = {"unauthorized": " Check FLORA_API_KEY.", "invalid_api_key": " Check FLORA_API_KEY."}.get(exc.code, "")

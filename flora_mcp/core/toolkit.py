@@ -21,7 +21,6 @@ from flora_mcp.api.assets import Assets
 from flora_mcp.api.client import FloraClient
 from flora_mcp.api.errors import UploadError
 from flora_mcp.api.models import Technique
-from flora_mcp.api.retry import RetryPolicy
 from flora_mcp.config import ConfigurationError, Settings
 from flora_mcp.core.builtin import builtin_refusal, call_run_tool
 from flora_mcp.core.cache import CatalogCache
@@ -29,7 +28,7 @@ from flora_mcp.core.catalog import Catalog
 from flora_mcp.core.compact import call_compact_tool
 from flora_mcp.core.completions import Completions
 from flora_mcp.core.confirm import Confirmer
-from flora_mcp.core.loading import COMPACT_THRESHOLD, CatalogLoader, catalog_cache_for
+from flora_mcp.core.loading import COMPACT_THRESHOLD, CatalogLoader, TechniqueSource, catalog_cache_for, flora_client
 from flora_mcp.core.media_in import MediaInputs, WorkspaceChooser
 from flora_mcp.core.media_out import OutputSaver
 from flora_mcp.core.results import InputUpload, ToolResult
@@ -69,10 +68,7 @@ class Toolkit:
         key = self.settings.api_key_value() if client is not None else self.settings.require_api_key()
         add_secret(key)
         self._own_client = client is None
-        self.client = client or FloraClient(
-            api_key=key or "", base_url=self.settings.base_url, timeout=self.settings.request_timeout,
-            retry=RetryPolicy(max_retries=self.settings.max_retries),
-        )
+        self.client = client or flora_client(self.settings, key or "")
         self._own_journal = journal is None
         self.journal = journal or open_store(self.settings.store_location())
         self.account = account or account_id(self.settings.base_url, key or "")
@@ -111,12 +107,13 @@ class Toolkit:
         """The catalog cache on disk, or None when FLORA_CATALOG_CACHE is off (or FLORA is the sandbox)."""
         return self.loader.cache
 
-    async def load_catalog(self) -> Catalog:
+    async def load_catalog(self, source: TechniqueSource | None = None) -> Catalog:
         """List every technique from FLORA, build the tools, and write the techniques to the catalog cache.
 
         All list pages first, then the summary items' schemas concurrently (not before `defer_schemas` allows).
+        With `source`, the techniques it has (a child process's, at start-up: core/catalog_process.py), if any.
         """
-        return await self.loader.load()
+        return await self.loader.load(source)
 
     def load_cached_catalog(self) -> float | None:
         """Serve the cached catalog, if there is one; its age in seconds, or None when there is none."""

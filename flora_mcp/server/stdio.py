@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
 from flora_mcp.config import Settings
+
+if TYPE_CHECKING:
+    from flora_mcp.core.catalog_process import CatalogProcess
 
 __all__ = ["serve_stdio"]
 
@@ -21,13 +24,13 @@ log = logging.getLogger("flora_mcp")
 SCHEMAS_GRACE = 1.0
 
 
-async def serve_stdio(settings: Settings) -> None:
+async def serve_stdio(settings: Settings, child: CatalogProcess | None = None) -> None:
     """Answer `initialize` at once and load the catalog meanwhile; `tools/list` waits only for what it needs.
 
     The catalog requests leave first; the MCP SDK (about a second to import) is then imported in a worker thread while
     they are answered. A cached catalog is served at once and refreshed in the background; clients are told when it
     changed. If there is no cached catalog and none can be loaded, the process ends with one line on stderr naming
-    the cause.
+    the cause. With `child`, the first catalog is the one it loads meanwhile (core/catalog_process.py).
     """
     from flora_mcp.core.refresh import CatalogRefresher
     from flora_mcp.core.startup import StartupError, catalog_failure
@@ -40,6 +43,8 @@ async def serve_stdio(settings: Settings) -> None:
         await toolkit.journal.open()
     except Exception as exc:
         resume_collection()
+        if child is not None:
+            child.close()
         raise StartupError(str(exc)) from None
 
     notifier: Any = None
@@ -51,13 +56,16 @@ async def serve_stdio(settings: Settings) -> None:
     refresher = CatalogRefresher(toolkit, on_change=tools_changed)
     try:
         cached_age = toolkit.load_cached_catalog()
+        if cached_age is not None and child is not None:
+            child.close()  # a cache written since it was forked
+            child = None
         if cached_age is not None:
             log.info("serving %d cached FLORA techniques (%.0f s old)", len(toolkit.catalog), cached_age)
         async with anyio.create_task_group() as tg:
 
             async def load() -> None:
                 try:
-                    catalog = await toolkit.load_catalog()
+                    catalog = await toolkit.load_catalog(child)
                     log.info("serving %d FLORA techniques over stdio", len(catalog))
                 except Exception as exc:
                     # The SDK reads stdin in a thread that no cancellation reaches: a server that cannot serve
@@ -94,6 +102,8 @@ async def serve_stdio(settings: Settings) -> None:
             tg.cancel_scope.cancel()
     finally:
         resume_collection()
+        if child is not None:
+            child.close()
         await toolkit.aclose()
 
 
