@@ -39,6 +39,7 @@ log = logging.getLogger("flora_mcp.core.catalog_process")
 
 _HEADER = struct.Struct("!Q")
 _LISTED, _LOADED, _FAILED = "listed", "loaded", "failed"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 Frame = tuple[str, Any]
 
 
@@ -130,6 +131,7 @@ def start_catalog_process(settings: Settings) -> CatalogProcess | None:
     cache = catalog_cache_for(settings, key)
     if cache is not None and cache.path.exists():
         return None  # served from the cache at once, and refreshed later
+    parent = os.getpid()
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -144,7 +146,7 @@ def start_catalog_process(settings: Settings) -> CatalogProcess | None:
         code = 1
         try:
             os.close(read_fd)
-            _child(settings, write_fd)
+            _child(settings, parent, write_fd)
             code = 0
         finally:
             os._exit(code)
@@ -152,15 +154,16 @@ def start_catalog_process(settings: Settings) -> CatalogProcess | None:
     return CatalogProcess(pid, read_fd)
 
 
-def _child(settings: Settings, write_fd: int) -> None:
-    from flora_mcp.core.catalog import load_techniques, technique_filter
-    from flora_mcp.core.loading import flora_client
-    from flora_mcp.core.startup import catalog_failure
-
-    # stdout is the MCP stream of the parent: nothing of the child's may reach it.
+def _child(settings: Settings, parent: int, write_fd: int) -> None:
+    # stdout is the parent's MCP stream: nothing of the child's may reach it, and the client sees it end when the
+    # parent ends.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
+    _end_with(parent)
+
+    from flora_mcp.core.loading import flora_client, techniques_for
+    from flora_mcp.core.startup import catalog_failure
 
     def send(kind: str, value: Any) -> None:
         body = pickle.dumps((kind, value), protocol=pickle.HIGHEST_PROTOCOL)
@@ -172,15 +175,25 @@ def _child(settings: Settings, write_fd: int) -> None:
 
         async with flora_client(settings) as client:
             try:
-                techniques = await load_techniques(
-                    client, query=settings.query, concurrency=settings.catalog_concurrency,
-                    accept=technique_filter(settings.techniques), on_listed=listed, prefetch=True)
+                techniques = await techniques_for(client, settings, listed, prefetch=True)
             except FloraError as exc:
                 send(_FAILED, str(catalog_failure(settings, exc)))
                 return
         send(_LOADED, techniques)
 
     anyio.run(load)
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel end this child when its parent ends (a killed server leaves no load behind)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        log.debug("prctl(PR_SET_PDEATHSIG) is not available")
+    if os.getppid() != parent:  # it ended before that took effect
+        os._exit(1)
 
 
 def _read_exactly(fd: int, size: int) -> bytes | None:

@@ -27,7 +27,8 @@ from flora_mcp.core.builtin import compact_tools, run_tools
 from flora_mcp.core.cache import CatalogCache, default_cache_dir
 from flora_mcp.core.catalog import Catalog, load_techniques, technique_filter
 
-__all__ = ["COMPACT_THRESHOLD", "CatalogLoader", "TechniqueSource", "catalog_cache_for", "flora_client"]
+__all__ = ["COMPACT_THRESHOLD", "CatalogLoader", "TechniqueSource", "catalog_cache_for", "flora_client",
+           "techniques_for"]
 
 log = logging.getLogger("flora_mcp.core.loading")
 
@@ -69,11 +70,9 @@ class CatalogLoader:
         try:
             techniques = await source.techniques(self._on_listed) if source is not None else None
             if techniques is None:
-                techniques = await load_techniques(
-                    self.client, query=self.settings.query, concurrency=self.settings.catalog_concurrency,
-                    accept=technique_filter(self.settings.techniques), on_listed=self._on_listed,
-                    prefetch=self.settings.tools_mode == "full",  # every schema is needed: asked for page by page
-                )
+                # In full mode every schema is needed: asked for page by page.
+                techniques = await techniques_for(self.client, self.settings, self._on_listed,
+                                                  prefetch=self.settings.tools_mode == "full")
         except BaseException as exc:
             if self._catalog is None:
                 self._error = exc
@@ -179,6 +178,15 @@ class CatalogLoader:
 
     def _compact_definitions(self) -> list[dict[str, Any]]:
         return compact_tools() + run_tools(self.settings.max_wait, full_schemas=False)
+
+
+async def techniques_for(client: FloraClient, settings: Settings,
+                         on_listed: Callable[[list[Technique]], Awaitable[None]] | None, *,
+                         prefetch: bool) -> list[Technique]:
+    """Every technique these settings ask FLORA for (FLORA_QUERY, FLORA_TECHNIQUES), with its schema."""
+    return await load_techniques(client, query=settings.query, concurrency=settings.catalog_concurrency,
+                                 accept=technique_filter(settings.techniques), on_listed=on_listed,
+                                 prefetch=prefetch)
 
 
 def flora_client(settings: Settings, key: str | None = None) -> FloraClient:

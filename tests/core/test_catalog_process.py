@@ -20,9 +20,9 @@ from flora_mcp.core.catalog_process import CatalogProcess, start_catalog_process
 from flora_mcp.core.loading import catalog_cache_for
 from flora_mcp.core.startup import StartupError
 from flora_mcp.core.toolkit import Toolkit
-from flora_mcp.sandbox import Sandbox
+from flora_mcp.sandbox import Sandbox, serve_sandbox
 from tests.server.test_stdio import run_cli
-from tests.support import TEST_KEY, sandbox_env, server_env, settings_for, stdio_session
+from tests.support import TEST_KEY, sandbox_config, sandbox_env, server_env, settings_for, stdio_session
 
 pytestmark = pytest.mark.anyio
 
@@ -149,3 +149,50 @@ async def test_a_refusal_in_the_child_is_one_line_and_flora_is_not_asked_again(s
     assert last.startswith("flora-mcp: cannot load the FLORA technique catalog") and "Check FLORA_API_KEY" in last
     assert wrong not in done.stderr
     assert len(sandbox.requests_for("list_techniques")) == 1  # the child's; the server did not ask again
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"  # ended, not yet reaped by init
+
+
+async def test_a_server_killed_while_its_child_loads_leaves_no_child_behind() -> None:
+    async with serve_sandbox(sandbox_config(latency=30.0)) as slow:  # every answer 30 s away
+        env = server_env(FLORA_API_KEY=TEST_KEY, FLORA_BASE_URL=slow.base_url)
+        proc = subprocess.Popen([sys.executable, "-m", "flora_mcp"], env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            children: list[int] = []
+            for _ in range(400):  # until the child asks for the first page; at most 20 s
+                children = _children_of(proc.pid)
+                if children and slow.requests_for("list_techniques"):
+                    break
+                await anyio.sleep(0.05)
+            assert len(children) == 1
+        finally:
+            proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                assert stream is not None
+                stream.close()
+        for _ in range(400):
+            if _gone(children[0]):
+                break
+            await anyio.sleep(0.05)
+        assert _gone(children[0])  # the kernel ended it with its parent, 30 s before its answer
