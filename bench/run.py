@@ -31,12 +31,10 @@ MISSED_BECAUSE = {
                       "the cost of importing the SDK at all",
     "floor + 1.5 x pages x RTT": "at 0 ms a page takes 1-2 ms, so the bound is a few ms above the floor: less "
                                  "than the import's own noise from round to round",
-    "full mode <=": "start-up is CPU-bound under one interpreter lock: the SDK's import (the floor: 0.85-0.9 s of CPU "
-                    "here) runs in a thread beside flora-mcp's own imports (about 130 ms) and the catalog's CPU "
-                    "(1,000 techniques: 11 pages and 500 schemas, 200-250 ms in a warm process: anyio's tasks and "
-                    "httpx's requests and responses, pydantic's models, then 2.3 MB of tools/list); garbage "
-                    "collection waits until start-up is over (server/heap.py) and the schemas are bound by round "
-                    "trips (64 in flight). What is left is CPU, and this machine's noise from round to round",
+    "full mode <=": "start-up is CPU-bound: the SDK's import (the floor) on one core, the first catalog load in a "
+                    "forked child on the other (core/catalog_process.py); what is left on the server's core is "
+                    "flora-mcp's own imports (about 150 ms here), building 1,000 tools from the child's techniques "
+                    "(60-90 ms) and 2.3 MB of tools/list, and this machine's noise from round to round",
     "hosted tools/list": "flora-mcp answers from prepared tools at about 3 ms of server CPU a request, the "
                          "baseline's echo at 2.5-3 ms; below 0.8 x only in rounds a load burst hit",
     "overhead at 100": "the same 100 calls with the journal in memory are the comparison (see the overhead table): "

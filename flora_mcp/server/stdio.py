@@ -27,10 +27,11 @@ SCHEMAS_GRACE = 1.0
 async def serve_stdio(settings: Settings, child: CatalogProcess | None = None) -> None:
     """Answer `initialize` at once and load the catalog meanwhile; `tools/list` waits only for what it needs.
 
-    The catalog requests leave first; the MCP SDK (about a second to import) is then imported in a worker thread while
-    they are answered. A cached catalog is served at once and refreshed in the background; clients are told when it
-    changed. If there is no cached catalog and none can be loaded, the process ends with one line on stderr naming
-    the cause. With `child`, the first catalog is the one it loads meanwhile (core/catalog_process.py).
+    The catalog load starts first; the MCP SDK (about a second to import) is then imported in a worker thread while
+    it goes on. With `child`, that load is the child's, on another core (core/catalog_process.py); without, its
+    requests are answered in this process between the import's turns. A cached catalog is served at once and
+    refreshed in the background; clients are told when it changed. If there is no cached catalog and none can be
+    loaded, the process ends with one line on stderr naming the cause.
     """
     from flora_mcp.core.refresh import CatalogRefresher
     from flora_mcp.core.startup import StartupError, catalog_failure
