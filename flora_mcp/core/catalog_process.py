@@ -3,7 +3,7 @@
 Start-up is CPU-bound under one interpreter lock: the SDK's import (about a second) and the first catalog load
 (hundreds of requests and answers: 200-300 ms of CPU at 1,000 techniques, and the HTTP client's TLS context) took
 turns on one core. A child forked before either begins loads the catalog on another core, exactly as this process
-would (`load_techniques`, the same settings), and sends the techniques over a pipe; this process builds its catalog
+would (`techniques_for`, the same settings), and sends the techniques over a pipe; this process builds its catalog
 from them as it would from FLORA's answers.
 
 Only where it is safe and of use: on Linux (a fork without exec), while no other thread runs, when no cached catalog
@@ -185,7 +185,10 @@ def _child(settings: Settings, parent: int, write_fd: int) -> None:
 
 
 def _end_with(parent: int) -> None:
-    """Have the kernel end this child when its parent ends (a killed server leaves no load behind)."""
+    """Have the kernel end this child when its parent ends (a killed server leaves no load behind).
+
+    The signal follows the thread that forked: the main thread, which runs the server to its end.
+    """
     import ctypes
 
     try:
