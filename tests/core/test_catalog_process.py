@@ -95,11 +95,20 @@ async def test_a_child_that_sends_no_catalog_leaves_the_load_here(frames: tuple[
 
 
 async def test_closing_early_ends_a_child_that_still_runs() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     child = CatalogProcess(proc.pid, os.dup(proc.stdout.fileno()))
-    child.close()
-    assert _reaped(proc.pid)
+    closing = threading.Thread(target=child.close)
+    closing.start()
+    try:
+        for _ in range(400):  # close() ends the child and reaps it; at most 20 s
+            if not closing.is_alive():
+                break
+            await anyio.sleep(0.05)
+        assert not closing.is_alive() and _reaped(proc.pid)
+    finally:
+        proc.kill()  # for a close() that waits on the child instead of ending it
+        closing.join()
     assert await child.techniques() is None  # nothing more to read: the load is this process's
     _done(proc)
 
