@@ -10,6 +10,7 @@ Two layers, so that no handler, ours or an application's, ever sees a secret:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -18,7 +19,8 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 __all__ = ["BEARER_PATTERN", "KEY_PATTERN", "REDACTED", "REDACTED_LOGGERS", "RedactingFilter", "add_secret",
-           "configure_logging", "install_redaction", "redact", "redact_record", "redact_value"]
+           "configure_logging", "install_redaction", "json_may_hide_secrets", "redact", "redact_record",
+           "redact_value"]
 
 REDACTED = "[redacted]"
 T = TypeVar("T")
@@ -40,7 +42,10 @@ MIN_SECRET = 6
 _SUSPECT = re.compile(r"sk_|(?i:bearer)")
 """What KEY_PATTERN and BEARER_PATTERN can only match around: a result's many strings skip both without it."""
 _TOKEN_CHAR = re.compile(r"[A-Za-z0-9_-]")
-_secrets: OrderedDict[str, None] = OrderedDict()
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+"""What `json.dumps(..., ensure_ascii=False)` writes other than as itself."""
+_secrets: OrderedDict[str, str] = OrderedDict()
+"""Every registered secret, oldest first, with the start of it that gives it away (`_prefix_length`)."""
 _MARK = "_flora_mcp_redacts"
 
 
@@ -49,7 +54,7 @@ def add_secret(secret: str | None) -> None:
     install_redaction()
     if not secret or len(secret) < MIN_SECRET:
         return
-    _secrets[secret] = None
+    _secrets[secret] = secret[:_prefix_length(secret)]
     _secrets.move_to_end(secret)
     while len(_secrets) > MAX_SECRETS:
         _secrets.popitem(last=False)
@@ -71,8 +76,9 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     if suspect:
         text = KEY_PATTERN.sub(REDACTED, text)  # first: a FLORA key that merely starts as a registered one goes whole
     spans: list[tuple[int, int]] = []
-    for secret in secrets if secrets is not None else list(_secrets):
-        if secret and secret[:_prefix_length(secret)] in text:
+    pairs = list(_secrets.items()) if secrets is None else [(s, s[:_prefix_length(s)]) for s in secrets if s]
+    for secret, prefix in pairs:
+        if prefix in text:
             spans.extend(_occurrences(text, secret))
     if spans:
         text = _hide(text, spans)
@@ -116,14 +122,43 @@ def _hide(text: str, spans: list[tuple[int, int]]) -> str:
 
 
 def redact_value(value: T) -> T:
-    """`value` with `redact` applied to every string in it, through dicts, lists and tuples (keys included)."""
+    """`value` with `redact` applied to every string in it, through dicts, lists and tuples (keys included); `value`
+    itself, unchanged, when no string in it can hold a secret."""
+    if not isinstance(value, str) and _nothing_to_hide(value):
+        return value
+    return _redact_each(value)
+
+
+def _redact_each(value: T) -> T:
     if isinstance(value, str):
         return redact(value)  # type: ignore[return-value]
     if isinstance(value, dict):
-        return {redact_value(k): redact_value(v) for k, v in value.items()}  # type: ignore[return-value]
+        return {_redact_each(k): _redact_each(v) for k, v in value.items()}  # type: ignore[return-value]
     if isinstance(value, list | tuple):
-        return type(value)(redact_value(v) for v in value)
+        return type(value)(_redact_each(v) for v in value)
     return value
+
+
+def _nothing_to_hide(value: object) -> bool:
+    """Whether no string in `value` holds a registered secret's start or either pattern's marker, decided on its JSON
+    text in one pass instead of string by string (a tool result has about a hundred strings)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except Exception:  # a key JSON cannot write, a cycle, an object whose str() fails: string by string
+        return False
+    return not json_may_hide_secrets(text)
+
+
+def json_may_hide_secrets(text: str) -> bool:
+    """Whether a JSON text (escaping no more than `json.dumps(ensure_ascii=False)` does) may hold a secret in one of
+    its strings, so that its value must be redacted string by string; False means none of them holds any.
+
+    Every string of the value is in the text as it is, but for the characters JSON escapes: a secret whose start has
+    one of those always says True. Text that is no string of the value (a separator, a number) can only add a
+    match, never hide one."""
+    if _SUSPECT.search(text) is not None:
+        return True
+    return any(_JSON_ESCAPED.search(prefix) or prefix in text for prefix in list(_secrets.values()))
 
 
 def redact_record(record: logging.LogRecord) -> None:

@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from flora_mcp import logs
-from flora_mcp.logs import REDACTED, RedactingFilter, add_secret, redact
+from flora_mcp.logs import REDACTED, RedactingFilter, add_secret, redact, redact_value
 
 
 def test_a_flora_shaped_key_is_hidden_even_when_nobody_registered_it() -> None:
@@ -46,3 +46,33 @@ def test_the_filter_redacts_messages_arguments_and_tracebacks() -> None:
     assert RedactingFilter().filter(record)
     text = logging.Formatter().format(record)
     assert "SECRET0001" not in text and "SECRET0002" not in text and "boom" in text
+
+
+def test_every_string_of_a_value_is_redacted_keys_included_and_a_clean_value_comes_back_as_it_is(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "_secrets", type(logs._secrets)())
+    add_secret("tok-ABCDEF-123")
+    value = {"outer": [{"tok-ABCDEF-123": ("x tok-ABCDEF-123", 3)}], "key sk_live_abc123XYZ_9": None,
+             "auth": ["Bearer abcdefgh1"], "n": 1.5}
+    assert redact_value(value) == {"outer": [{REDACTED: (f"x {REDACTED}", 3)}], f"key {REDACTED}": None,
+                                   "auth": [f"Bearer {REDACTED}"], "n": 1.5}
+    # Nobody registered these: the patterns alone find them.
+    assert redact_value({"k": ["sk_live_abc123XYZ_9"], "h": "BEARER abcdefgh1"}) == {"k": [REDACTED],
+                                                                                  "h": f"BEARER {REDACTED}"}
+    clean = {"outer": [{"a": ("b", 3)}], "text": "é\u2028 tok-ABC", "n": None}
+    assert redact_value(clean) is clean  # no walk, no copy: nothing in it to hide
+
+
+def test_a_secret_whose_start_json_escapes_is_looked_for_string_by_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "_secrets", type(logs._secrets)())
+    add_secret('ab"cd\\ef-123456')  # in a value's JSON text it reads ab\"cd\\ef...: not there as itself
+    assert redact_value({"k": ['x ab"cd\\ef-123456 y']}) == {"k": [f"x {REDACTED} y"]}
+    assert logs.json_may_hide_secrets('{"k": "nothing"}')  # such a secret registered: always string by string
+
+
+def test_a_value_json_cannot_write_is_redacted_all_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "_secrets", type(logs._secrets)())
+    add_secret("tok-ABCDEF-123")
+    assert redact_value({("tuple", "key"): "tok-ABCDEF-123"}) == {("tuple", "key"): REDACTED}
+    unprintable = type("Unprintable", (), {"__str__": lambda self: 1 / 0})()
+    assert redact_value(["tok-ABCDEF-123", unprintable]) == [REDACTED, unprintable]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from flora_mcp.core.tool_names import GET_RUN, LIST_RUNS, SEARCH, SPEND
-from flora_mcp.logs import redact, redact_value
+from flora_mcp.logs import json_may_hide_secrets, redact, redact_value
 
 if TYPE_CHECKING:
     import mcp.types
@@ -127,8 +127,13 @@ class ToolResult(BaseModel):
         return self.status in ERROR_STATUSES
 
     def redacted(self) -> ToolResult:
-        """This result with every string in it (nested ones included) passed through the log redaction."""
-        return ToolResult.model_validate(redact_value(self.model_dump()))
+        """This result with every string in it (nested ones included) passed through the log redaction; itself when
+        none of them holds anything to hide."""
+        try:
+            clean = not json_may_hide_secrets(self.model_dump_json())
+        except ValueError:  # `data` holding what JSON cannot write: string by string
+            clean = False
+        return self if clean else ToolResult.model_validate(redact_value(self.model_dump()))
 
     def structured(self) -> dict[str, Any]:
         """The `structuredContent` form: JSON-ready, redacted, empty and unset fields left out."""

@@ -60,3 +60,19 @@ def test_each_status_vocabulary_includes_floras_run_statuses() -> None:
     assert ERROR_STATUSES <= set(RESULT_STATUSES)
     failed = from_failure("cctv-cam", RuntimeError("x"), None)
     assert failed.is_error and failed.status in ERROR_STATUSES
+
+
+def test_redacted_hides_a_secret_anywhere_in_a_result_and_keeps_a_clean_one_as_it_is(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flora_mcp import logs
+
+    monkeypatch.setattr(logs, "_secrets", type(logs._secrets)())
+    logs.add_secret("tok-ABCDEF-123")
+    leaky = combined("cctv-cam", [from_run("cctv-cam", DONE, None),
+                                  refusal("cctv-cam", None, "the key tok-ABCDEF-123 was refused")])
+    hidden = leaky.redacted()
+    assert "tok-ABCDEF-123" not in hidden.model_dump_json() and logs.REDACTED in hidden.runs[1].error_message
+    clean = from_run("cctv-cam", DONE, None)
+    assert clean.redacted() is clean
+    unwritable = informational("flora_spend", {"who": object(), "note": "tok-ABCDEF-123"}, session_spend=0.0)
+    assert unwritable.redacted().data["note"] == logs.REDACTED  # JSON cannot write it: redacted field by field
