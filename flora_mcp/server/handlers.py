@@ -32,6 +32,7 @@ from flora_mcp.server.roots import roots_of
 from flora_mcp.server.task_store import TaskStore
 from flora_mcp.server.tasks import install_tasks
 from flora_mcp.server.tasks_ext import install_tasks_extension
+from flora_mcp.server.tracing import drop_idle_tracing
 
 __all__ = ["INSTRUCTIONS", "ToolkitResolver", "create_server"]
 
@@ -167,6 +168,7 @@ def create_server(resolve: ToolkitResolver, *, notifier: ToolListNotifier | None
         on_read_resource=read_resource,
         on_subscriptions_listen=ListenHandler(notifier.bus),
     )
+    drop_idle_tracing(server)  # before ours: only the SDK's layer goes
     server.middleware.append(request_state_boundary(state_keys))
     # MCP tasks for the clients that speak them: 2025-11-25 sessions, and 2026 requests declaring the extension.
     tasks = TaskStore()
