@@ -69,6 +69,7 @@ class FloraClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._origin = _origin(self.base_url)
         self.retry = retry or RetryPolicy()
         add_secret(api_key)  # and with it the redaction of every log record, for library users too
         self.timeout = timeout
@@ -251,6 +252,8 @@ class FloraClient:
 
     def absolute(self, url: str) -> str:
         """A URL FLORA gave, made absolute against the base URL (a path like `/files/x.png` stays on FLORA's host)."""
+        if url.startswith(self.base_url + "/"):  # already absolute, under the base: every poll and output of a run
+            return url
         return urljoin(self.base_url + "/", url)
 
     def _absolute_urls(self, run: Run) -> Run:
@@ -262,8 +265,7 @@ class FloraClient:
 
     def _same_origin(self, url: str) -> bool:
         # The key goes only to FLORA's own host: a poll_url elsewhere is not followed.
-        ours, theirs = urlsplit(self.base_url), urlsplit(url)
-        return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
+        return url.startswith(self.base_url + "/") or _origin(url) == self._origin
 
     async def _request(
         self,
@@ -349,6 +351,11 @@ class FloraClient:
                 f"(HTTP {response.status_code}, {kind}, {len(response.content)} bytes)",
                 endpoint=endpoint, request_id=request_id,
             ) from None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
 
 
 def _seg(value: str) -> str:

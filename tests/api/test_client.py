@@ -470,3 +470,17 @@ def test_a_path_is_sent_where_httpx_would_have_merged_it(base: str, path: str) -
     client = FloraClient(api_key=KEY, base_url=base)
     merged = client._http.build_request("GET", path, params={"limit": 100}).url
     assert client._http.build_request("GET", client.target(path), params={"limit": 100}).url == merged
+
+
+@pytest.mark.parametrize("url", [
+    f"{BASE}/runs/run_1", f"{BASE}/files/o.png?sig=1#x", "/files/o.png", "files/o.png", "https://flora.test/other",
+    "https://elsewhere.test/api/v1/runs/run_1", "https://flora.test.evil/api/v1/x", "https://flora.test@evil.test/x",
+    "http://flora.test/api/v1/x", "https://FLORA.test/api/v1/x", f"{BASE}x/y", "//elsewhere.test/x",
+])
+def test_output_and_poll_urls_are_made_absolute_and_judged_as_urljoin_and_urlsplit_would(url: str) -> None:
+    from urllib.parse import urljoin, urlsplit
+
+    client = FloraClient(api_key=KEY, base_url=BASE)
+    assert client.absolute(url) == urljoin(BASE + "/", url)
+    theirs, ours = urlsplit(client.absolute(url)), urlsplit(BASE)
+    assert client._same_origin(client.absolute(url)) == ((theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc))
