@@ -235,9 +235,14 @@ class Store(ABC):
             Step(f"INSERT INTO budget_holds (hold_id, account, session, run_key, amount, created_at, expires_at) "
                  f"SELECT ?, ?, {session}, NULL, ?, ?, ? WHERE {' AND '.join(conditions)}",
                  (reservation, account, scope, amount, now, now + lease, *params)),
-            Step(f"SELECT {session}, (SELECT COUNT(*) FROM budget_holds WHERE hold_id = ?), {session_charged}, "
-                 f"{session_held}, {daily_charged}, {daily_held}",
-                 (scope, reservation, scope, scope, now, account, day_start, account, now), rows=True),
+            # What is left is read only for a budget that is set: each sum reads every run of the session (or of
+            # the account today), which a call without a budget has no use for.
+            Step(f"SELECT {session}, (SELECT COUNT(*) FROM budget_holds WHERE hold_id = ?), "
+                 f"{session_charged if session_budget is not None else 0}, "
+                 f"{session_held if session_budget is not None else 0}, "
+                 f"{daily_charged if daily_budget is not None else 0}, {daily_held if daily_budget is not None else 0}",
+                 (scope, reservation, *((scope, scope, now) if session_budget is not None else ()),
+                  *((account, day_start, account, now) if daily_budget is not None else ())), rows=True),
         ]
         [(session_id, granted, s_charged, s_held, d_charged, d_held)] = (await self._transact(steps))[-1]
         return str(session_id), Admission(

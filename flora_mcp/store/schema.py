@@ -94,18 +94,32 @@ _BUDGET = [
 )""",
 ]
 
+_SPEND_INDEXES = [
+    # Spend is summed over a session's runs (every result's session spend) and over an account's runs of the day
+    # (FLORA_PRINCIPAL_BUDGET): with the cost in the index, the sum reads the index alone, not every row it names
+    # (a 1,000-run session: 270 -> 150 us, SQLite). They serve what the two they replace served.
+    "CREATE INDEX IF NOT EXISTS runs_by_session_cost ON runs (budget_session, charged_cost)",
+    "CREATE INDEX IF NOT EXISTS runs_by_time_cost ON runs (account, created_at, charged_cost)",
+    "DROP INDEX IF EXISTS runs_by_session",
+    "DROP INDEX IF EXISTS runs_by_time",
+]
+
 SQLITE: list[list[str]] = [
     [_RUNS.format(rowid="", real="REAL", session=""), *_INDEXES, _TASKS.format(real="REAL"),
      _ASSETS.format(real="REAL")],
     ["ALTER TABLE runs ADD COLUMN budget_session TEXT", *(s.format(real="REAL") for s in _BUDGET)],
+    _SPEND_INDEXES,
 ]
-"""SQLite migrations: 1, the journal, tasks and uploads as before; 2, budget sessions and holds."""
+"""SQLite migrations: 1, the journal, tasks and uploads as before; 2, budget sessions and holds; 3, the spend
+indexes."""
 
 POSTGRES: list[list[str]] = [
     [_RUNS.format(rowid="rowid BIGSERIAL,\n    ", real="DOUBLE PRECISION", session=",\n    budget_session TEXT"),
      *_INDEXES, _TASKS.format(real="DOUBLE PRECISION"), _ASSETS.format(real="DOUBLE PRECISION"),
      *(s.format(real="DOUBLE PRECISION") for s in _BUDGET)],
     [_WEBHOOK_EVENTS, "CREATE INDEX IF NOT EXISTS webhook_events_by_time ON webhook_events (received_at)"],
+    _SPEND_INDEXES,
 ]
 """PostgreSQL migrations: 1, everything (`rowid` is SQLite's implicit order of insertion, made explicit); 2, the
-webhook events replicas took (`flora_mcp.hosted._bus`: each acted on once, whichever replica it reached)."""
+webhook events replicas took (`flora_mcp.hosted._bus`: each acted on once, whichever replica it reached); 3, the
+spend indexes."""

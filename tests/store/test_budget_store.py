@@ -251,3 +251,23 @@ async def test_a_runs_event_keeps_its_hold_unless_told_to_end_it(store_location:
     await store.write_run("k1", end_hold=True, status="completed", charged_cost=0.02)
     assert await admit(store, 0.03, daily=0.05) is not None
     await store.aclose()
+
+
+@pytest.mark.parametrize("budgets", [{}, {"session": 1.0}, {"daily": 1.0}, {"session": 1.0, "daily": 1.0}],
+                         ids=["none", "session", "daily", "both"])
+async def test_an_admission_sums_spend_only_for_the_budgets_that_are_set(tmp_path: Path,
+                                                                        budgets: dict[str, float]) -> None:
+    from flora_mcp.store.sqlite import SQLiteStore
+
+    store = open_store(str(tmp_path / "runs.sqlite3"))
+    assert isinstance(store, SQLiteStore)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)  # the writer thread's connection: every statement it runs
+    try:
+        assert await admit(store, 0.01, **budgets) is not None
+    finally:
+        await store.aclose()
+    sums = " ".join(statements)
+    # Each sum reads every run of the session (or of the account today): a call with no budget has no use for one.
+    assert ("budget_session = (SELECT session" in sums) == ("session" in budgets)
+    assert ("created_at >= " in sums) == ("daily" in budgets)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import anyio
 import pytest
@@ -109,3 +110,43 @@ async def test_processes_opening_a_fresh_database_at_once_apply_each_migration_o
     assert await stores[-1].count("alice") == 5
     for store in stores:
         await store.aclose()
+
+
+async def test_spend_is_summed_from_indexes_that_hold_the_cost(store_location: str) -> None:
+    store = open_store(store_location)
+    await store.open()
+    if store_location.startswith("postgres"):
+        rows = await store._rows("SELECT indexname FROM pg_indexes WHERE tablename = 'runs'")
+    else:
+        rows = await store._rows("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'")
+    names = {str(row[0]) for row in rows}
+    await store.aclose()
+    assert {"runs_by_session_cost", "runs_by_time_cost"} <= names
+    assert not {"runs_by_session", "runs_by_time"} & names  # what they replace: one index to write, not two
+
+
+async def test_a_journal_from_before_the_spend_indexes_takes_them_and_keeps_its_runs(tmp_path: Path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    from flora_mcp.store.schema import SQLITE
+
+    path = tmp_path / "runs.sqlite3"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version, statements in enumerate(SQLITE[:2], start=1):
+            for statement in statements:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        db.execute("INSERT INTO runs (idempotency_key, account, tool, technique_id, technique_name, status, inputs, "
+                   "created_at, updated_at, budget_session, charged_cost) VALUES ('k', 'alice', 't', 'tech', 'T', "
+                   "'completed', '{}', 1, 1, 'session-1', 0.25)")
+        db.commit()
+    store = open_store(str(path))
+    await store.open()
+    assert await versions(store) == list(range(1, len(SQLITE) + 1))
+    plan = " ".join(str(row) for row in await store._rows(
+        "EXPLAIN QUERY PLAN SELECT COALESCE(SUM(charged_cost), 0) FROM runs WHERE budget_session = 'session-1'"))
+    assert "COVERING INDEX runs_by_session_cost" in plan, plan  # the sum reads the index alone
+    assert [tuple(r) for r in await store._rows("SELECT idempotency_key, charged_cost FROM runs")] == [("k", 0.25)]
+    await store.aclose()
