@@ -44,8 +44,9 @@ _SUSPECT = re.compile(r"sk_|(?i:bearer)")
 _TOKEN_CHAR = re.compile(r"[A-Za-z0-9_-]")
 _JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 """What `json.dumps(..., ensure_ascii=False)` writes other than as itself."""
-_secrets: OrderedDict[str, str] = OrderedDict()
-"""Every registered secret, oldest first, with the start of it that gives it away (`_prefix_length`)."""
+_secrets: OrderedDict[str, tuple[str, bool]] = OrderedDict()
+"""Every registered secret, oldest first, with the start of it that gives it away (`_prefix_length`) and whether JSON
+writes that start otherwise than as itself (`json_may_hide_secrets`)."""
 _MARK = "_flora_mcp_redacts"
 
 
@@ -54,7 +55,8 @@ def add_secret(secret: str | None) -> None:
     install_redaction()
     if not secret or len(secret) < MIN_SECRET:
         return
-    _secrets[secret] = secret[:_prefix_length(secret)]
+    prefix = secret[:_prefix_length(secret)]
+    _secrets[secret] = prefix, _JSON_ESCAPED.search(prefix) is not None
     _secrets.move_to_end(secret)
     while len(_secrets) > MAX_SECRETS:
         _secrets.popitem(last=False)
@@ -76,7 +78,8 @@ def redact(text: str, secrets: Iterable[str] | None = None) -> str:
     if suspect:
         text = KEY_PATTERN.sub(REDACTED, text)  # first: a FLORA key that merely starts as a registered one goes whole
     spans: list[tuple[int, int]] = []
-    pairs = list(_secrets.items()) if secrets is None else [(s, s[:_prefix_length(s)]) for s in secrets if s]
+    pairs = ([(s, prefix) for s, (prefix, _) in list(_secrets.items())] if secrets is None
+             else [(s, s[:_prefix_length(s)]) for s in secrets if s])
     for secret, prefix in pairs:
         if prefix in text:
             spans.extend(_occurrences(text, secret))
@@ -158,7 +161,7 @@ def json_may_hide_secrets(text: str) -> bool:
     match, never hide one."""
     if _SUSPECT.search(text) is not None:
         return True
-    return any(_JSON_ESCAPED.search(prefix) or prefix in text for prefix in list(_secrets.values()))
+    return any(escapes or prefix in text for prefix, escapes in list(_secrets.values()))
 
 
 def redact_record(record: logging.LogRecord) -> None:

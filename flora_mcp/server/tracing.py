@@ -1,10 +1,10 @@
 """OpenTelemetry spans of MCP requests: the SDK's span layer, kept only where something can record what it makes.
 
 The SDK puts `OpenTelemetryMiddleware` first on every server: a SERVER span per request, which stays a no-op until a
-tracer provider is installed. The no-op still costs: a span object, a trace context read from the request's `_meta`,
-a context attached and detached, about 5% of a quick tool call's CPU (py-spy of 100 calls in flight). A server made
-while no provider is installed and no `OTEL_` variable is set (an operator who traces sets one, or runs under
-`opentelemetry-instrument`, which installs the provider before flora-mcp starts) goes without it.
+tracer provider is installed. The no-op still costs: a span object, a trace context read from the request's `_meta`, a
+context attached and detached: about 5% of the main thread's samples (py-spy --gil, 100 quick calls in flight). A
+server made while no provider is installed and no `OTEL_` variable is set (an operator who traces sets one, or runs
+under `opentelemetry-instrument`, which installs the provider before flora-mcp starts) goes without it.
 """
 
 from __future__ import annotations

@@ -214,12 +214,17 @@ class Store(ABC):
         daily_charged = "(SELECT COALESCE(SUM(charged_cost), 0) FROM runs WHERE account = ? AND created_at >= ?)"
         daily_held = f"(SELECT COALESCE(SUM(amount), 0) FROM budget_holds WHERE account = ? AND {_LIVE_HOLD})"
         conditions, params = ["1 = 1"], []
+        # What is left is read back only for a budget that is set: each sum reads every run of the session (or of
+        # the account today), which a call without a budget has no use for.
+        sums, sum_params = ["0", "0", "0", "0"], []
         if session_budget is not None:
             conditions.append(f"? <= ? - {session_charged} - {session_held} + ?")
             params += [amount, session_budget, scope, scope, now, EPSILON]
+            sums[0:2], sum_params = [session_charged, session_held], [scope, scope, now]
         if daily_budget is not None:
             conditions.append(f"? <= ? - {daily_charged} - {daily_held} + ?")
             params += [amount, daily_budget, account, day_start, account, now, EPSILON]
+            sums[2:4], sum_params = [daily_charged, daily_held], [*sum_params, account, day_start, account, now]
         lock = self._lock_account(account)
         sweep = now - self._swept_at >= SWEEP_EVERY
         if sweep:
@@ -235,14 +240,8 @@ class Store(ABC):
             Step(f"INSERT INTO budget_holds (hold_id, account, session, run_key, amount, created_at, expires_at) "
                  f"SELECT ?, ?, {session}, NULL, ?, ?, ? WHERE {' AND '.join(conditions)}",
                  (reservation, account, scope, amount, now, now + lease, *params)),
-            # What is left is read only for a budget that is set: each sum reads every run of the session (or of
-            # the account today), which a call without a budget has no use for.
-            Step(f"SELECT {session}, (SELECT COUNT(*) FROM budget_holds WHERE hold_id = ?), "
-                 f"{session_charged if session_budget is not None else 0}, "
-                 f"{session_held if session_budget is not None else 0}, "
-                 f"{daily_charged if daily_budget is not None else 0}, {daily_held if daily_budget is not None else 0}",
-                 (scope, reservation, *((scope, scope, now) if session_budget is not None else ()),
-                  *((account, day_start, account, now) if daily_budget is not None else ())), rows=True),
+            Step(f"SELECT {session}, (SELECT COUNT(*) FROM budget_holds WHERE hold_id = ?), {', '.join(sums)}",
+                 (scope, reservation, *sum_params), rows=True),
         ]
         [(session_id, granted, s_charged, s_held, d_charged, d_held)] = (await self._transact(steps))[-1]
         return str(session_id), Admission(
